@@ -1,0 +1,703 @@
+"""
+microdiffusion: a masked diffusion language model in one file of pure Python.
+
+It learns ~32,000 human names and makes new ones the diffusion way: start from a row
+of [MASK] tokens and unmask them a few at a time, each step guided by a bidirectional
+transformer that predicts every masked position from everything it can see.
+
+This is the diffusion companion of Karpathy's microgpt, and simplifies on purpose:
+a scalar autograd engine instead of tensors, one name per training step, a 16-token
+canvas, a 2-layer model of 6,848 parameters, and no dependencies at all.
+"""
+
+import argparse        # the command-line flags
+import gc              # the cyclic garbage collector, paused while graphs are built
+import hashlib         # hashlib.sha256 checks the downloaded data set
+import math            # math.exp, math.log, math.cos, math.sqrt, math.isfinite
+import operator        # operator.mul, the fast path of a float dot product
+import os              # os.path, os.replace for an all-or-nothing download
+import random          # random.Random, the one seeded source of randomness
+import sys             # sys.stdout, sys.stderr, sys.exit
+import tempfile        # the temporary file a download is written to first
+import time            # time.time for elapsed and remaining time
+import urllib.error    # urllib.error.URLError: what an offline download raises
+import urllib.request  # urllib.request.urlopen, used only when input.txt is missing
+
+
+class UserError(Exception):
+    """Something about the input that the user can fix; main() prints it as one line."""
+
+
+# Let there be data: one name per line, fetched from a pinned address only when missing
+DATA_URL = 'https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt'
+DATA_SHA256 = '0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d'
+
+
+def download_names(path, url=DATA_URL, sha256=DATA_SHA256):
+    """Fetch the names data set, check it, and write it to path in one piece (or not at all)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            payload = response.read()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, 'reason', err)
+        raise UserError(f"{path} is missing and it could not be downloaded ({reason}); "
+                        f"save the names file from {url} as {path}, or pass --input PATH") from None
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        raise UserError(f"the download from {url} is not the expected file (SHA-256 mismatch); "
+                        f"nothing was written")
+    # write beside the target, then rename: an interrupted download never leaves a partial file
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix='.names-', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(payload)
+        os.replace(tmp_path, path)
+    except BaseException:
+        os.unlink(tmp_path)
+        raise
+
+
+def load_names(path, block_size):
+    """Read one name per line: strip spaces, lower-case, skip blank lines and names too long."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, not a text file with one name per line")
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; pass --input PATH to a text file with one name per line") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = raw.decode('utf-8-sig')  # -sig: a byte-order mark from a Windows editor is dropped
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start}); "
+                        f"give a plain text file with one name per line") from None
+    names, too_long = [], 0
+    for line_number, line in enumerate(text.splitlines(), 1):
+        name = line.strip().lower()
+        if not name:
+            continue
+        if not name.isprintable():
+            raise UserError(f"{path} line {line_number} holds a control character; "
+                            f"give a plain text file with one name per line")
+        if len(name) > block_size:
+            too_long += 1  # skipped, never cut short into a different name
+            continue
+        names.append(name)
+    if not names:
+        detail = f" ({too_long} longer than {block_size} characters)" if too_long else ""
+        raise UserError(f"{path} contains no usable names{detail}; give one name per line")
+    return names, too_long
+
+
+# Let there be a tokenizer: one id per character, then MASK, then PAD
+class Tokenizer:
+    """Characters of the data, sorted, are ids 0..n-1; MASK is id n and PAD id n+1, the last two."""
+
+    def __init__(self, names, block_size):
+        self.chars = sorted(set(''.join(names)))
+        self.MASK = len(self.chars)      # "not revealed yet": what diffusion starts from
+        self.PAD = len(self.chars) + 1   # "the name has ended": fills the canvas after the name
+        self.vocab_size = len(self.chars) + 2
+        self.block_size = block_size
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+
+    def encode(self, name):
+        """A name as block_size token ids: its letters, then PAD to the end."""
+        return [self.stoi[ch] for ch in name] + [self.PAD] * (self.block_size - len(name))
+
+    def decode(self, token_ids):
+        """The letters before the first PAD."""
+        letters = []
+        for token in token_ids:
+            if token == self.PAD:
+                break
+            letters.append(self.chars[token])
+        return ''.join(letters)
+
+    def show(self, token_ids):
+        """All positions, as the trace prints them: letters, '_' for MASK, '.' for PAD."""
+        return ''.join('_' if t == self.MASK else '.' if t == self.PAD else self.chars[t] for t in token_ids)
+
+
+# Let there be autograd: a scalar Value that remembers how it was made
+class Value:
+    """One number in the computation graph, its gradient, its children and their local gradients."""
+    __slots__ = ('data', 'grad', '_children', '_local_grads')
+
+    def __init__(self, data, children=(), local_grads=()):
+        self.data = data                  # the number computed in the forward pass
+        self.grad = 0.0                   # d(loss)/d(this), filled in by backward()
+        self._children = children         # the Values this one was computed from
+        self._local_grads = local_grads   # d(this)/d(child), one per child
+
+    def __add__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data + other.data, (self, other), (1.0, 1.0))
+
+    def __mul__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data * other.data, (self, other), (other.data, self.data))
+
+    def __pow__(self, exponent):  # exponent is a plain number
+        return Value(self.data ** exponent, (self,), (exponent * self.data ** (exponent - 1),))
+
+    def exp(self):
+        e = math.exp(self.data)
+        return Value(e, (self,), (e,))
+
+    def log(self):
+        return Value(math.log(self.data), (self,), (1.0 / self.data,))
+
+    def relu(self):
+        return Value(max(0.0, self.data), (self,), (float(self.data > 0),))
+
+    def __neg__(self): return self * -1                    # -self
+    def __radd__(self, other): return self + other         # other + self
+    def __sub__(self, other): return self + (-other)       # self - other
+    def __rsub__(self, other): return other + (-self)      # other - self
+    def __rmul__(self, other): return self * other         # other * self
+    def __truediv__(self, other): return self * other ** -1     # self / other
+    def __rtruediv__(self, other): return other * self ** -1    # other / self
+
+    # Two n-ary nodes for speed: a sum or a dot product of n Values is one node, not n-1 or 2n-1
+    @staticmethod
+    def sum(values):  # d(sum)/d(x_i) = 1
+        values = tuple(values)
+        return Value(sum(x.data for x in values), values, (1.0,) * len(values))
+
+    @staticmethod
+    def dot(ws, xs):  # d(w.x)/d(w_i) = x_i and d(w.x)/d(x_i) = w_i
+        w_data = [w.data for w in ws]
+        x_data = [x.data for x in xs]
+        return Value(sum(map(operator.mul, w_data, x_data)), (*ws, *xs), (*x_data, *w_data))
+
+    def backward(self):
+        # order the graph so that every node comes after the nodes it was made from: a
+        # depth-first search with its own stack, not recursion, so there is no depth limit and
+        # no closure that would tie each graph into a reference cycle (which only the slow
+        # cyclic garbage collector could free). Parameters and constants have no children and
+        # need no place in the order: their gradient is only ever added to.
+        topo, visited, stack = [], set(), [(self, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if children_done:
+                topo.append(node)
+            elif node not in visited:
+                visited.add(node)
+                stack.append((node, True))
+                for child in node._children:
+                    if child._children and child not in visited:
+                        stack.append((child, False))
+        self.grad = 1.0
+        for node in reversed(topo):  # the chain rule, from the loss back to the parameters
+            node_grad = node.grad
+            if node_grad == 0.0:
+                continue  # e.g. behind a ReLU that was off: nothing flows back from here
+            for child, local_grad in zip(node._children, node._local_grads):
+                child.grad += local_grad * node_grad
+        return len(topo)  # how many nodes the step built, for the benchmark
+
+
+# Let there be hyperparameters
+n_layer = 2            # transformer blocks
+n_embd = 16            # width of every token's vector
+block_size = 16        # positions on the canvas: the longest name the model can write
+n_head = 4             # attention heads
+head_dim = n_embd // n_head
+mlp_hidden = 4 * n_embd
+init_std = 0.08        # weights start as N(0, 0.08)
+learning_rate = 0.01   # decays linearly to 0
+beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
+t_min = 0.2            # training noise levels t are log-uniform in [t_min, 1]
+
+
+# Let there be parameters: every weight matrix, by the names PyTorch code would use
+def init_params(vocab_size, rng):
+    """The state dict: wte (tied: it embeds tokens and reads them out), wpe, and per layer
+    attention (wq, wk, wv, wo) and MLP (fc1, fc2) matrices. No biases."""
+    def matrix(n_out, n_in):
+        return [[Value(rng.gauss(0, init_std)) for _ in range(n_in)] for _ in range(n_out)]
+    state_dict = {'wte': matrix(vocab_size, n_embd), 'wpe': matrix(block_size, n_embd)}
+    for i in range(n_layer):
+        for name in ('attn_wq', 'attn_wk', 'attn_wv', 'attn_wo'):
+            state_dict[f'layer{i}.{name}'] = matrix(n_embd, n_embd)
+        state_dict[f'layer{i}.mlp_fc1'] = matrix(mlp_hidden, n_embd)
+        state_dict[f'layer{i}.mlp_fc2'] = matrix(n_embd, mlp_hidden)
+    return state_dict
+
+
+def parameters(state_dict):
+    """Every trainable Value once (wte serves as both embedding and output layer)."""
+    return [p for matrix in state_dict.values() for row in matrix for p in row]
+
+
+def as_floats(state_dict):
+    """The same weights as plain floats: the model then runs without building any graph."""
+    return {name: [[p.data for p in row] for row in matrix] for name, matrix in state_dict.items()}
+
+
+# Let there be building blocks. Each takes Values (training: a graph is built) or plain
+# floats (sampling, evaluation: no graph, the same arithmetic in the same order).
+def linear(x, w):  # y = W x, one dot product per output row
+    if isinstance(x[0], Value):
+        return [Value.dot(w_row, x) for w_row in w]
+    return [sum(map(operator.mul, w_row, x)) for w_row in w]
+
+
+def relu(x):
+    return x.relu() if isinstance(x, Value) else max(0.0, x)
+
+
+def softmax(logits, temperature=1.0):  # plain floats in, probabilities out
+    top = max(logits)  # exp of a large logit overflows; a shift changes no probability, so shift
+    exps = [math.exp((z - top) / temperature) for z in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def rmsnorm(x):  # x / sqrt(mean(x^2) + 1e-5): every vector gets the same scale, no learned gain
+    graph = isinstance(x[0], Value)
+    data = [xi.data for xi in x] if graph else x
+    scale = (sum(xi * xi for xi in data) / len(data) + 1e-5) ** -0.5
+    if graph:  # fused: the scale is one node, d(scale)/d(x_i) = -x_i * scale^3 / n
+        scale = Value(scale, tuple(x), tuple(-xi * scale ** 3 / len(data) for xi in data))
+    return [xi * scale for xi in x]
+
+
+def attend(scores, v_columns):
+    """One head at one position: the softmax of the scores (each divided by sqrt(head_dim))
+    weights the values; one output per value column."""
+    graph = isinstance(scores[0], Value)
+    score_data = [s.data for s in scores] if graph else scores
+    weights = softmax(score_data, math.sqrt(head_dim))
+    if not graph:
+        return [sum(map(operator.mul, weights, column)) for column in v_columns]
+    # fused: each output is one node over the scores and its value column. With
+    # out = sum_j w_j v_j and w = softmax(s / c): d(out)/d(v_j) = w_j, and
+    # d(out)/d(s_j) = w_j * (v_j - out) / c
+    outputs = []
+    for column in v_columns:
+        v_data = [vj.data for vj in column]
+        out = sum(map(operator.mul, weights, v_data))
+        score_grads = [w_j * (v_j - out) / math.sqrt(head_dim) for w_j, v_j in zip(weights, v_data)]
+        outputs.append(Value(out, (*scores, *column), (*score_grads, *weights)))
+    return outputs
+
+
+def cross_entropy(logits, target):  # -log softmax(logits)[target], by log-sum-exp: never log(0)
+    graph = isinstance(logits[0], Value)
+    data = [z.data for z in logits] if graph else logits
+    top = max(data)
+    log_total = top + math.log(sum(math.exp(z - top) for z in data))
+    loss = log_total - data[target]
+    if not graph:
+        return loss
+    # fused: one node over all logits, d(loss)/d(z_j) = softmax(z)_j - [j == target]
+    return Value(loss, tuple(logits),
+                 tuple(math.exp(z - log_total) - (j == target) for j, z in enumerate(data)))
+
+
+# Let there be the model: a bidirectional transformer that predicts every position at once
+def mask_predictor(token_ids, state_dict):
+    """Logits over the vocabulary for every position of a (partly masked) canvas."""
+    sd = state_dict
+    n_pos = len(token_ids)
+    x = [rmsnorm([te + pe for te, pe in zip(sd['wte'][token], sd['wpe'][pos])])
+         for pos, token in enumerate(token_ids)]
+    for i in range(n_layer):
+        # 1) multi-head attention; no causal mask: every position sees every other, left and
+        # right, which is what lets a masked position use the letters that come after it
+        x_residual = x
+        x_norm = [rmsnorm(xi) for xi in x]
+        q = [linear(xi, sd[f'layer{i}.attn_wq']) for xi in x_norm]
+        k = [linear(xi, sd[f'layer{i}.attn_wk']) for xi in x_norm]
+        v = [linear(xi, sd[f'layer{i}.attn_wv']) for xi in x_norm]
+        attn_out = [[] for _ in range(n_pos)]
+        for h in range(n_head):
+            head_dims = slice(h * head_dim, (h + 1) * head_dim)
+            k_h = [k_pos[head_dims] for k_pos in k]  # this head's key at every position
+            v_columns = [[v_pos[d] for v_pos in v] for d in range(h * head_dim, (h + 1) * head_dim)]
+            for pos in range(n_pos):
+                scores = linear(q[pos][head_dims], k_h)  # q . k with the key of every position
+                attn_out[pos].extend(attend(scores, v_columns))
+        x = [[a + b for a, b in zip(linear(out, sd[f'layer{i}.attn_wo']), res)]
+             for out, res in zip(attn_out, x_residual)]
+        # 2) MLP, on each position separately
+        x_residual = x
+        x = [linear([relu(hi) for hi in linear(rmsnorm(xi), sd[f'layer{i}.mlp_fc1'])], sd[f'layer{i}.mlp_fc2'])
+             for xi in x]
+        x = [[a + b for a, b in zip(xi, res)] for xi, res in zip(x, x_residual)]
+    # the output layer is wte itself (weight tying): a token's logit is how much the final
+    # vector looks like that token's embedding
+    logits = [linear(xi, sd['wte']) for xi in x]
+    # MASK (the second to last id) is never a right answer: push its logit down so no
+    # probability is spent on it, in the loss and in the sampler alike
+    mask_id = len(sd['wte']) - 2
+    for row in logits:
+        row[mask_id] = row[mask_id] - 1e6
+    return logits
+
+
+# Let there be noise: hide each token behind MASK with probability t
+def noise_level(rng):
+    """t, log-uniform in [t_min, 1]: as many lightly masked names as heavily masked ones."""
+    return math.exp(rng.uniform(math.log(t_min), 0.0))
+
+
+def corrupt(clean, t, rng, mask_id):
+    """Each position becomes MASK with probability t; at least one does, so every step learns."""
+    noisy = [mask_id if rng.random() < t else token for token in clean]
+    if mask_id not in noisy:
+        noisy[rng.randrange(len(noisy))] = mask_id
+    return noisy
+
+
+def masked_loss(logits, clean, noisy, mask_id):
+    """Mean cross-entropy of the clean token at the masked positions, and only there: the
+    visible tokens are given, there is nothing to learn from predicting them. PAD positions
+    stay in: predicting where the name ends is how the model learns lengths."""
+    losses = [cross_entropy(logits[pos], clean[pos]) for pos in range(len(clean)) if noisy[pos] == mask_id]
+    total = Value.sum(losses) if isinstance(losses[0], Value) else sum(losses)
+    return total * (1.0 / len(losses))
+
+
+# Let there be Adam
+class Adam:
+    def __init__(self, params):
+        self.params = params
+        self.m = [0.0] * len(params)  # running mean of the gradient
+        self.v = [0.0] * len(params)  # running mean of the squared gradient
+        self.step_count = 0
+
+    def step(self, lr_t):
+        """One update with bias-corrected moments; resets every gradient to zero."""
+        self.step_count += 1
+        m_correction = 1 - beta1 ** self.step_count
+        v_correction = 1 - beta2 ** self.step_count
+        m, v = self.m, self.v
+        for i, p in enumerate(self.params):
+            g = p.grad
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+            m_hat = m[i] / m_correction
+            v_hat = v[i] / v_correction
+            p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
+            p.grad = 0.0
+
+
+# Let there be training: one name per step, corrupted at a random noise level
+def train(names, tok, state_dict, num_steps, rng, on_step=None):
+    """Train in place; return the loss of every step. on_step(step, loss) reports progress."""
+    optimizer = Adam(parameters(state_dict))
+    losses = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the graphs hold no reference cycles: reference counting frees them, and the
+    try:          # collector would only waste time scanning each live graph again and again
+        for step in range(1, num_steps + 1):
+            clean = tok.encode(names[(step - 1) % len(names)])
+            noisy = corrupt(clean, noise_level(rng), rng, tok.MASK)
+            loss = masked_loss(mask_predictor(noisy, state_dict), clean, noisy, tok.MASK)
+            if not math.isfinite(loss.data):
+                raise UserError(f"the loss became {loss.data} at step {step}; training stopped")
+            loss.backward()
+            optimizer.step(learning_rate * (1 - (step - 1) / num_steps))
+            losses.append(loss.data)
+            if on_step:
+                on_step(step, loss.data)
+            if step % 100 == 0:
+                gc.collect()  # cheap here; PyPy needs it, or it keeps dead graphs for a long time
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return losses
+
+
+# Let there be evaluation: the negative ELBO of names the model never saw
+def nelbo(name, tok, weights, rng, repeats=1):
+    """An unbiased estimate of one name's negative ELBO in nats, an upper bound on -log p(name).
+    For the absorbing (masking) process, NELBO = sum over k = 1..block_size of c_k, where c_k is
+    the mean cross-entropy over the masked positions when exactly k random positions are masked.
+    Each c_k is estimated from `repeats` random size-k subsets."""
+    clean = tok.encode(name)
+    total = 0.0
+    for n_masked in range(1, len(clean) + 1):
+        for _ in range(repeats):
+            masked = set(rng.sample(range(len(clean)), n_masked))
+            noisy = [tok.MASK if pos in masked else token for pos, token in enumerate(clean)]
+            total += masked_loss(mask_predictor(noisy, weights), clean, noisy, tok.MASK) / repeats
+    return total
+
+
+def heldout_nelbo(names, tok, weights, rng, repeats=1):
+    """NELBO per character (a name of n letters counts n + 1: its end counts, as an
+    autoregressive model's end-of-name token does) and its standard error, in nats."""
+    per_name = [nelbo(name, tok, weights, rng, repeats) for name in names]
+    n_chars = [len(name) + 1 for name in names]
+    per_char = sum(per_name) / sum(n_chars)
+    # standard error of a ratio of means, by the delta method
+    residuals = [nll - per_char * n for nll, n in zip(per_name, n_chars)]
+    mean_chars = sum(n_chars) / len(n_chars)
+    variance = sum(r * r for r in residuals) / max(1, len(residuals) - 1)
+    return per_char, math.sqrt(variance / len(residuals)) / mean_chars
+
+
+def position_unigram_nll(train_names, test_names, tok):
+    """The context-free baseline: one distribution per position (letters and PAD), counted on
+    the training names with add-one smoothing, scored per character like heldout_nelbo."""
+    counts = [[1] * tok.vocab_size for _ in range(tok.block_size)]
+    for name in train_names:
+        for pos, token in enumerate(tok.encode(name)):
+            counts[pos][token] += 1
+    total_nll = 0.0
+    for name in test_names:
+        for pos, token in enumerate(tok.encode(name)):
+            total_nll -= math.log(counts[pos][token] / sum(counts[pos]))
+    return total_nll / sum(len(name) + 1 for name in test_names)
+
+
+# Let there be sampling: from all MASK to a name, unmasking a few positions per step
+SAMPLERS = ('confidence', 'random')
+
+
+def parse_template(template, tok):
+    """A template fixes letters, '_' asks for exactly one letter, a trailing '*' lets the model
+    add any number of letters (none included). Returns the starting canvas and, per position,
+    whether PAD may go there."""
+    body = template[:-1] if template.endswith('*') else template
+    if not body:
+        raise UserError("the template is empty; give letters, '_' for a letter to choose, and an optional trailing '*'")
+    if '*' in body:
+        raise UserError("'*' may only end the template")
+    if len(body) > tok.block_size:
+        raise UserError(f"the template has {len(body)} positions; at most {tok.block_size} fit")
+    canvas, pad_allowed = [], []
+    for ch in body.lower():
+        if ch == '_':
+            canvas.append(tok.MASK)
+        elif ch in tok.stoi:
+            canvas.append(tok.stoi[ch])
+        else:
+            raise UserError(f"the template letter {ch!r} is not in the vocabulary ({''.join(tok.chars)})")
+        pad_allowed.append(False)
+    rest = tok.block_size - len(body)
+    if template.endswith('*'):
+        canvas += [tok.MASK] * rest
+        pad_allowed += [True] * rest
+    else:
+        canvas += [tok.PAD] * rest
+        pad_allowed += [False] * rest
+    return canvas, pad_allowed
+
+
+def cosine_noise(i, n_steps):
+    """The noise level at step i of n_steps counting down: 1 at i = n_steps, 0 at i = 0."""
+    return math.cos(math.pi / 2 * (1 - i / n_steps))
+
+
+def sample(tok, weights, rng, denoise_steps=64, sampler='confidence', template='_*'):
+    """Denoise one canvas. Returns the name and a trace: (step, t, temperature, canvas) for
+    every step that changed something. The default template '_*' asks for at least one letter."""
+    canvas, pad_allowed = parse_template(template, tok)
+    n0 = canvas.count(tok.MASK)
+    trace = [(0, 1.0, None, list(canvas))]
+    for step, i in enumerate(range(denoise_steps, 0, -1), 1):
+        t, s = cosine_noise(i, denoise_steps), cosine_noise(i - 1, denoise_steps)
+        masked = [pos for pos, token in enumerate(canvas) if token == tok.MASK]
+        n_to_commit = len(masked) - round(n0 * s)  # so that exactly round(n0 * s) stay masked
+        if n_to_commit <= 0:
+            continue  # nothing to commit: the canvas is unchanged, skip the model entirely
+        temperature = 1.0 if sampler == 'random' else 0.3 + 0.5 * t
+        logits = mask_predictor(canvas, weights)
+        drawn, confidences = {}, {}
+        for pos in masked:
+            scores = list(logits[pos])
+            if not pad_allowed[pos]:
+                scores[tok.PAD] -= 1e6  # this position must hold a letter
+            probs = softmax(scores, temperature)
+            token = rng.choices(range(tok.vocab_size), weights=probs)[0]
+            drawn[pos], confidences[pos] = token, probs[token]
+        if sampler == 'random':
+            chosen = rng.sample(masked, n_to_commit)
+        elif sampler == 'confidence':
+            chosen = sorted(masked, key=lambda pos: -confidences[pos])[:n_to_commit]
+        else:
+            raise ValueError(f"unknown sampler {sampler!r}")
+        for pos in chosen:  # committed tokens are final: they are never masked again
+            canvas[pos] = drawn[pos]
+        trace.append((step, t, temperature, list(canvas)))
+    return tok.decode(canvas), trace
+
+
+def sample_stats(samples, train_names, heldout_names):
+    """How varied and how name-like a list of samples is, and how far its length histogram is
+    from the training names' (total-variation distance: half the sum of absolute differences)."""
+    n = len(samples)
+    train_set, heldout_set = set(train_names), set(heldout_names)
+    in_train = sum(name in train_set for name in samples)
+    in_heldout = sum(name in heldout_set and name not in train_set for name in samples)
+    def histogram(names):
+        counts = {}
+        for name in names:
+            counts[len(name)] = counts.get(len(name), 0) + 1
+        return {length: c / len(names) for length, c in counts.items()}
+    sample_hist, data_hist = histogram(samples), histogram(train_names)
+    lengths = sorted(set(sample_hist) | set(data_hist))
+    tv = 0.5 * sum(abs(sample_hist.get(L, 0.0) - data_hist.get(L, 0.0)) for L in lengths)
+    return {'n': n, 'distinct': len(set(samples)) / n, 'in_train': in_train / n,
+            'in_heldout': in_heldout / n, 'new': (n - in_train - in_heldout) / n,
+            'empty': sum(name == '' for name in samples) / n, 'length_tv': tv,
+            'sample_hist': sample_hist, 'data_hist': data_hist}
+
+
+# Let there be a run: the command line, and main() that ties the sections together
+def whole_number(minimum):
+    """An argparse type: a whole number no smaller than minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage plus error
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser():
+    parser = OneLineParser(
+        prog='microdiffusion.py',
+        description='Train a tiny masked diffusion model on names and sample new ones. '
+                    'Names are read one per line; surrounding spaces are stripped, letters are '
+                    'lower-cased, blank lines skipped and names longer than 16 characters skipped '
+                    '(and counted). The vocabulary is every character left in the data.')
+    parser.add_argument('--input', default=None,
+                        help='text file with one name per line (default: input.txt, downloaded when missing)')
+    parser.add_argument('--num-steps', type=whole_number(1), default=2000, help='training steps, one name each (default 2000)')
+    parser.add_argument('--num-samples', type=whole_number(0), default=20, help='names to print after training; 0 trains only (default 20)')
+    parser.add_argument('--seed', type=int, default=42, help='seed of the one random generator (default 42)')
+    parser.add_argument('--denoise-steps', type=whole_number(1), default=64, help='denoising steps per sample (default 64)')
+    parser.add_argument('--sampler', choices=SAMPLERS, default='confidence', help='how positions are chosen for unmasking (default confidence)')
+    parser.add_argument('--template', default='_*', help="letters to keep, '_' for one letter to choose, trailing '*' for any more (default '_*')")
+    parser.add_argument('--trace', action='store_true', help='print how the first sample emerges, step by step')
+    parser.add_argument('--eval-names', type=whole_number(0), default=200, help='held-out names for the NELBO estimate; 0 skips it (default 200)')
+    parser.add_argument('--sample-stats', type=whole_number(0), default=0, metavar='N', help='draw N more samples and print their statistics (default 0: off)')
+    return parser
+
+
+def format_seconds(seconds):
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def run(args, progress):
+    """The whole program; progress['step'] tells main() how far training got."""
+    rng = random.Random(args.seed)  # the one generator of data order, weights, noise and samples
+    path = args.input or 'input.txt'
+    if args.input is None and not os.path.exists(path):
+        print(f"{path} is missing: downloading it from {DATA_URL}")
+        download_names(path)
+    names, too_long = load_names(path, block_size)
+    tok = Tokenizer(names, block_size)
+    parse_template(args.template, tok)  # a bad template fails now, not after training
+    rng.shuffle(names)
+    n_heldout = min(1000, len(names) // 10)  # 1,000 names, or a tenth of a small file
+    heldout_names, train_names = names[:n_heldout], names[n_heldout:]
+    state_dict = init_params(tok.vocab_size, rng)
+
+    print(f"names: {len(names):,} ({len(train_names):,} for training, {n_heldout:,} held out)")
+    if too_long:
+        print(f"skipped {too_long:,} names longer than {block_size} characters")
+    print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and PAD)")
+    print(f"parameters: {len(parameters(state_dict)):,}")
+
+    in_place = sys.stdout.isatty()
+    start = time.time()
+    recent = []
+    def report(step, loss):
+        progress['step'] = step
+        recent.append(loss)
+        del recent[:-100]
+        if in_place or step == 1 or step % 100 == 0 or step == args.num_steps:
+            elapsed = time.time() - start
+            left = elapsed / step * (args.num_steps - step)
+            line = (f"step {step:5d} / {args.num_steps} | loss {loss:.4f} | mean of last {len(recent):3d} "
+                    f"{sum(recent) / len(recent):.4f} | {format_seconds(elapsed):>7} elapsed | {format_seconds(left):>7} left")
+            print('\r' + line if in_place else line, end='\n' if not in_place or step == args.num_steps else '', flush=True)
+    train(train_names, tok, state_dict, args.num_steps, rng, report)
+    weights = as_floats(state_dict)
+
+    if args.eval_names:
+        eval_names = heldout_names[:args.eval_names]
+        if not eval_names:
+            print("held-out NELBO: skipped, too few names to hold any out (it takes 10 or more)")
+        else:
+            eval_rng = random.Random(args.seed + 1)  # its own generator: evaluating never changes the samples
+            per_char, stderr = heldout_nelbo(eval_names, tok, weights, eval_rng)
+            baseline = position_unigram_nll(train_names, eval_names, tok)
+            print(f"held-out NELBO: {per_char:.3f} ± {stderr:.3f} nats/char ({per_char / math.log(2):.3f} bits/char) "
+                  f"on {len(eval_names):,} names never trained on")
+            print(f"  without context (one distribution per position): {baseline:.3f} nats/char on the same names")
+
+    train_set, heldout_set = set(train_names), set(heldout_names)
+    if args.num_samples:
+        print(f"--- {args.num_samples} samples ({args.sampler} sampler, {args.denoise_steps} denoising steps) ---")
+        samples = []
+        for n in range(1, args.num_samples + 1):
+            name, trace = sample(tok, weights, rng, args.denoise_steps, args.sampler, args.template)
+            if n == 1:
+                first_trace = trace
+            mark = '  (in training set)' if name in train_set else '  (held out: real, never trained on)' if name in heldout_set else ''
+            print(f"sample {n:2d}: {name}{mark}")
+            samples.append(name)
+        in_train = sum(name in train_set for name in samples)
+        in_heldout = sum(name in heldout_set and name not in train_set for name in samples)
+        print(f"{len(samples) - in_train - in_heldout} new, {in_train} in the training set, "
+              f"{in_heldout} held-out names (real names the model never saw)")
+        if args.trace:
+            print("--- how sample 1 emerged ('_' is MASK, '.' is PAD) ---")
+            print(" step      t  temp  canvas")
+            for step, t, temperature, canvas in first_trace:
+                temp_text = '    -' if temperature is None else f"{temperature:5.2f}"
+                print(f"{step:5d}  {t:.3f} {temp_text}  {tok.show(canvas)}")
+
+    if args.sample_stats:
+        samples = [sample(tok, weights, rng, args.denoise_steps, args.sampler, args.template)[0]
+                   for _ in range(args.sample_stats)]
+        stats = sample_stats(samples, train_names, heldout_names)
+        print(f"--- statistics of {stats['n']:,} samples ({args.sampler} sampler) ---")
+        print(f"distinct {stats['distinct']:.1%} | in training set {stats['in_train']:.1%} | "
+              f"held out {stats['in_heldout']:.1%} | new {stats['new']:.1%} | empty {stats['empty']:.1%}")
+        print(f"length histogram, total-variation distance from the training names: {stats['length_tv']:.3f}")
+        print("length  samples  training names")
+        for length in sorted(set(stats['sample_hist']) | set(stats['data_hist'])):
+            print(f"{length:6d}  {stats['sample_hist'].get(length, 0):7.1%}  {stats['data_hist'].get(length, 0):7.1%}")
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    progress = {'step': 0}
+    try:
+        run(args, progress)
+    except UserError as err:
+        print(f"microdiffusion.py: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if sys.stdout.isatty():
+            print()  # end the progress line that was being rewritten in place
+        print(f"microdiffusion.py: interrupted at training step {progress['step']} of {args.num_steps}; "
+              f"nothing was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
