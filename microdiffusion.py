@@ -458,7 +458,8 @@ def position_unigram_nll(train_names, test_names, tok):
 
 
 # Let there be sampling: from all MASK to a name, unmasking a few positions per step
-SAMPLERS = ('confidence', 'random')
+SAMPLERS = ('gumbel', 'confidence', 'random')
+choice_temperature = 10.0  # gumbel sampler: how much noise is mixed into the confidences, times t
 
 
 def parse_template(template, tok):
@@ -482,12 +483,8 @@ def parse_template(template, tok):
             raise UserError(f"the template letter {ch!r} is not in the vocabulary ({''.join(tok.chars)})")
         pad_allowed.append(False)
     rest = tok.block_size - len(body)
-    if template.endswith('*'):
-        canvas += [tok.MASK] * rest
-        pad_allowed += [True] * rest
-    else:
-        canvas += [tok.PAD] * rest
-        pad_allowed += [False] * rest
+    canvas += [tok.MASK if template.endswith('*') else tok.PAD] * rest
+    pad_allowed += [template.endswith('*')] * rest
     return canvas, pad_allowed
 
 
@@ -496,9 +493,37 @@ def cosine_noise(i, n_steps):
     return math.cos(math.pi / 2 * (1 - i / n_steps))
 
 
-def sample(tok, weights, rng, denoise_steps=64, sampler='confidence', template='_*'):
+def draw(scores, temperature, rng):
+    """A token from softmax(scores / temperature), and its probability: the confidence."""
+    probs = softmax(scores, temperature)
+    token = rng.choices(range(len(probs)), weights=probs)[0]
+    return token, probs[token]
+
+
+def draw_pad_then_letter(scores, temperature, pad_id, rng):
+    """First "has the name ended here?" at temperature 1, the model's own odds, so lengths keep
+    the data's distribution; only then which letter, at the annealed temperature."""
+    p_pad = softmax(scores)[pad_id]
+    if rng.random() < p_pad:
+        return pad_id, p_pad
+    letter_scores = list(scores)
+    letter_scores[pad_id] -= 1e6
+    token, p_letter = draw(letter_scores, temperature, rng)
+    return token, (1 - p_pad) * p_letter
+
+
+def sample(tok, weights, rng, denoise_steps=64, sampler='gumbel', template='_*'):
     """Denoise one canvas. Returns the name and a trace: (step, t, temperature, canvas) for
-    every step that changed something. The default template '_*' asks for at least one letter."""
+    every step that changed something. The default template '_*' asks for at least one letter.
+
+    Samplers differ in how a token is drawn and in which positions keep it:
+    random      the model's own distribution (temperature 1), positions in random order
+    confidence  temperature 0.3 + 0.5 t, the most confident positions first
+    gumbel      PAD-or-letter at temperature 1, the letter at 0.3 + 0.5 t; positions by
+                log-confidence plus Gumbel noise scaled by choice_temperature * t (MaskGIT):
+                nearly random order at first, confidence order at the end"""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}")
     canvas, pad_allowed = parse_template(template, tok)
     n0 = canvas.count(tok.MASK)
     trace = [(0, 1.0, None, list(canvas))]
@@ -507,23 +532,24 @@ def sample(tok, weights, rng, denoise_steps=64, sampler='confidence', template='
         masked = [pos for pos, token in enumerate(canvas) if token == tok.MASK]
         n_to_commit = len(masked) - round(n0 * s)  # so that exactly round(n0 * s) stay masked
         if n_to_commit <= 0:
-            continue  # nothing to commit: the canvas is unchanged, skip the model entirely
+            continue  # the canvas stays as it is: no need to run the model
         temperature = 1.0 if sampler == 'random' else 0.3 + 0.5 * t
         logits = mask_predictor(canvas, weights)
-        drawn, confidences = {}, {}
+        drawn, priority = {}, {}
         for pos in masked:
             scores = list(logits[pos])
             if not pad_allowed[pos]:
                 scores[tok.PAD] -= 1e6  # this position must hold a letter
-            probs = softmax(scores, temperature)
-            token = rng.choices(range(tok.vocab_size), weights=probs)[0]
-            drawn[pos], confidences[pos] = token, probs[token]
+            if sampler == 'gumbel':
+                drawn[pos], confidence = draw_pad_then_letter(scores, temperature, tok.PAD, rng)
+                gumbel_noise = -math.log(rng.expovariate(1.0) or 1e-300)
+                priority[pos] = math.log(confidence) + choice_temperature * t * gumbel_noise
+            else:
+                drawn[pos], priority[pos] = draw(scores, temperature, rng)
         if sampler == 'random':
             chosen = rng.sample(masked, n_to_commit)
-        elif sampler == 'confidence':
-            chosen = sorted(masked, key=lambda pos: -confidences[pos])[:n_to_commit]
-        else:
-            raise ValueError(f"unknown sampler {sampler!r}")
+        else:  # keep the highest priorities; the rest go back under MASK
+            chosen = sorted(masked, key=lambda pos: -priority[pos])[:n_to_commit]
         for pos in chosen:  # committed tokens are final: they are never masked again
             canvas[pos] = drawn[pos]
         trace.append((step, t, temperature, list(canvas)))
@@ -583,7 +609,7 @@ def make_parser():
     parser.add_argument('--num-samples', type=whole_number(0), default=20, help='names to print after training; 0 trains only (default 20)')
     parser.add_argument('--seed', type=int, default=42, help='seed of the one random generator (default 42)')
     parser.add_argument('--denoise-steps', type=whole_number(1), default=64, help='denoising steps per sample (default 64)')
-    parser.add_argument('--sampler', choices=SAMPLERS, default='confidence', help='how positions are chosen for unmasking (default confidence)')
+    parser.add_argument('--sampler', choices=SAMPLERS, default='gumbel', help='how tokens are drawn and which positions keep them: gumbel (default), confidence or random; see the README')
     parser.add_argument('--template', default='_*', help="letters to keep, '_' for one letter to choose, trailing '*' for any more (default '_*')")
     parser.add_argument('--trace', action='store_true', help='print how the first sample emerges, step by step')
     parser.add_argument('--eval-names', type=whole_number(0), default=200, help='held-out names for the NELBO estimate; 0 skips it (default 200)')

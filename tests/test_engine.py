@@ -1,0 +1,135 @@
+"""The Value engine against central finite differences: every op, the n-ary and fused nodes."""
+import math
+import os
+import random
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import microdiffusion as md
+from microdiffusion import Value
+
+
+def numeric_grads(f, xs, h=1e-6):
+    """d f / d x_i by central differences, f taking and returning plain floats."""
+    grads = []
+    for i in range(len(xs)):
+        up, down = list(xs), list(xs)
+        up[i] += h
+        down[i] -= h
+        grads.append((f(up) - f(down)) / (2 * h))
+    return grads
+
+
+class GradCheck(unittest.TestCase):
+    def check(self, build, xs, tol=1e-6):
+        """build(values) must return one Value; its backward gradients must match the numeric ones."""
+        values = [Value(x) for x in xs]
+        out = build(values)
+        out.backward()
+        expected = numeric_grads(lambda floats: build([Value(x) for x in floats]).data, xs)
+        for i, (got, want) in enumerate(zip([v.grad for v in values], expected)):
+            self.assertAlmostEqual(got, want, delta=tol * max(1.0, abs(want)), msg=f"input {i}")
+        return out
+
+    def test_primitive_ops(self):
+        cases = {
+            'add': lambda v: v[0] + v[1],
+            'mul': lambda v: v[0] * v[1],
+            'pow': lambda v: v[0] ** 3,
+            'pow negative': lambda v: v[0] ** -0.5,
+            'exp': lambda v: v[0].exp(),
+            'log': lambda v: v[0].log(),
+            'relu on': lambda v: v[0].relu(),
+            'relu off': lambda v: (v[0] * -1).relu(),
+        }
+        for name, build in cases.items():
+            with self.subTest(op=name):
+                self.check(build, [1.7, -0.4])
+
+    def test_derived_ops(self):
+        cases = {
+            'neg': lambda v: -v[0],
+            'sub': lambda v: v[0] - v[1],
+            'rsub': lambda v: 2.5 - v[0],
+            'radd': lambda v: 2.5 + v[0],
+            'rmul': lambda v: 2.5 * v[0],
+            'truediv': lambda v: v[0] / v[1],
+            'rtruediv': lambda v: 2.5 / v[1],
+        }
+        for name, build in cases.items():
+            with self.subTest(op=name):
+                self.check(build, [1.3, -0.7])
+
+    def test_constants_mix_with_values(self):
+        out = self.check(lambda v: (v[0] + 1.0) * 3.0 - 0.5, [2.0])
+        self.assertEqual(out.data, 8.5)
+
+    def test_node_used_twice_accumulates(self):
+        # x appears twice (x * x), and a shared inner node feeds two branches
+        self.check(lambda v: v[0] * v[0], [1.9])
+        def build(v):
+            inner = v[0] * v[1]
+            return inner * inner + inner.exp()
+        self.check(build, [0.6, -1.1])
+
+    def test_nary_sum(self):
+        out = self.check(lambda v: Value.sum(v) * Value.sum(v[:2]), [0.3, -1.2, 2.0, 0.7])
+        self.assertAlmostEqual(out.data, (0.3 - 1.2 + 2.0 + 0.7) * (0.3 - 1.2))
+
+    def test_nary_dot(self):
+        out = self.check(lambda v: Value.dot(v[:3], v[3:]), [0.3, -1.2, 2.0, 0.7, 0.1, -0.5])
+        self.assertAlmostEqual(out.data, 0.3 * 0.7 - 1.2 * 0.1 - 2.0 * 0.5)
+        self.check(lambda v: Value.dot(v[:2], v[:2]), [0.3, -1.2])  # the same values on both sides
+
+    def test_fused_rmsnorm(self):
+        xs = [0.5, -1.5, 2.0, 0.25]
+        for j in range(len(xs)):
+            with self.subTest(output=j):
+                self.check(lambda v: md.rmsnorm(v)[j], xs)
+        # its value against a hand computation
+        rms = math.sqrt(sum(x * x for x in xs) / 4 + 1e-5)
+        self.assertAlmostEqual(md.rmsnorm([Value(x) for x in xs])[1].data, -1.5 / rms, places=12)
+
+    def test_fused_attend(self):
+        rng = random.Random(3)
+        scores = [rng.uniform(-2, 2) for _ in range(5)]
+        columns = [[rng.uniform(-1, 1) for _ in range(5)] for _ in range(2)]
+        def build(v, out_index):
+            return md.attend(v[:5], [v[5:10], v[10:15]])[out_index]
+        for out_index in range(2):
+            with self.subTest(output=out_index):
+                self.check(lambda v: build(v, out_index), scores + columns[0] + columns[1])
+        # its value against a hand computation: softmax(s / sqrt(head_dim)) . v
+        exps = [math.exp(s / math.sqrt(md.head_dim)) for s in scores]
+        want = sum(e * c for e, c in zip(exps, columns[1])) / sum(exps)
+        self.assertAlmostEqual(md.attend(scores, columns)[1], want, places=12)
+
+    def test_fused_cross_entropy(self):
+        logits = [0.2, -1.0, 3.0, 0.5]
+        out = self.check(lambda v: md.cross_entropy(v, 1), logits)
+        want = -math.log(math.exp(-1.0) / sum(math.exp(z) for z in logits))
+        self.assertAlmostEqual(out.data, want, places=12)
+        self.assertAlmostEqual(md.cross_entropy(logits, 1), want, places=12)
+        # no overflow and no log(0) far from zero
+        self.assertAlmostEqual(md.cross_entropy([1000.0, 0.0], 0), 0.0, places=12)
+        self.assertAlmostEqual(md.cross_entropy([1000.0, 0.0], 1), 1000.0, places=9)
+
+    def test_deep_graph_needs_no_recursion(self):
+        x = Value(1.0)
+        y = x
+        for _ in range(5000):  # deeper than Python's default recursion limit
+            y = y * 1.0001
+        y.backward()
+        self.assertAlmostEqual(x.grad, 1.0001 ** 5000, places=9)
+
+    def test_backward_counts_nodes_once(self):
+        a, b = Value(2.0), Value(3.0)
+        c = a * b
+        d = c + c  # c reached twice, built once
+        self.assertEqual(d.backward(), 2)  # c and d; leaves are not ordered
+        self.assertEqual((a.grad, b.grad), (6.0, 4.0))
+
+
+if __name__ == '__main__':
+    unittest.main()
