@@ -33,8 +33,9 @@ DATA_URL = 'https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.tx
 DATA_SHA256 = '0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d'
 
 
-def download_names(path, url=DATA_URL, sha256=DATA_SHA256):
+def download_names(path):
     """Fetch the names data set, check it, and write it to path in one piece (or not at all)."""
+    url = DATA_URL
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             payload = response.read()
@@ -42,7 +43,7 @@ def download_names(path, url=DATA_URL, sha256=DATA_SHA256):
         reason = getattr(err, 'reason', err)
         raise UserError(f"{path} is missing and it could not be downloaded ({reason}); "
                         f"save the names file from {url} as {path}, or pass --input PATH") from None
-    if hashlib.sha256(payload).hexdigest() != sha256:
+    if hashlib.sha256(payload).hexdigest() != DATA_SHA256:
         raise UserError(f"the download from {url} is not the expected file (SHA-256 mismatch); "
                         f"nothing was written")
     # write beside the target, then rename: an interrupted download never leaves a partial file
@@ -621,22 +622,29 @@ def format_seconds(seconds):
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def run(args, progress):
-    """The whole program; progress['step'] tells main() how far training got."""
-    rng = random.Random(args.seed)  # the one generator of data order, weights, noise and samples
-    path = args.input or 'input.txt'
-    if args.input is None and not os.path.exists(path):
+def prepare(path, seed, download=False):
+    """Data, tokenizer, split and fresh weights, all drawn from one generator seeded once."""
+    rng = random.Random(seed)  # the one generator of data order, weights, noise and samples
+    if download and not os.path.exists(path):
         print(f"{path} is missing: downloading it from {DATA_URL}")
         download_names(path)
     names, too_long = load_names(path, block_size)
     tok = Tokenizer(names, block_size)
-    parse_template(args.template, tok)  # a bad template fails now, not after training
     rng.shuffle(names)
     n_heldout = min(1000, len(names) // 10)  # 1,000 names, or a tenth of a small file
     heldout_names, train_names = names[:n_heldout], names[n_heldout:]
     state_dict = init_params(tok.vocab_size, rng)
+    return rng, tok, train_names, heldout_names, state_dict, too_long
 
-    print(f"names: {len(names):,} ({len(train_names):,} for training, {n_heldout:,} held out)")
+
+def run(args, progress):
+    """The whole program; progress['step'] tells main() how far training got."""
+    rng, tok, train_names, heldout_names, state_dict, too_long = prepare(
+        args.input or 'input.txt', args.seed, download=args.input is None)
+    parse_template(args.template, tok)  # a bad template fails now, not after training
+
+    print(f"names: {len(train_names) + len(heldout_names):,} "
+          f"({len(train_names):,} for training, {len(heldout_names):,} held out)")
     if too_long:
         print(f"skipped {too_long:,} names longer than {block_size} characters")
     print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and PAD)")

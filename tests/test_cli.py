@@ -1,0 +1,280 @@
+"""The script as a user runs it: end to end on small files, and every kind of bad input."""
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+import urllib.error
+from unittest import mock
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'microdiffusion.py')
+sys.path.insert(0, ROOT)
+import microdiffusion as md
+
+NAMES = ('emma olivia ava isabella sophia mia charlotte amelia harper evelyn abigail emily '
+         'elizabeth mila ella avery sofia camila aria scarlett victoria madison luna grace '
+         'chloe penelope layla riley zoey nora lily eleanor hannah lillian addison aubrey').split()
+
+
+def run_script(args, cwd, timeout=120):
+    return subprocess.run([sys.executable, SCRIPT] + args, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def snapshot(folder):
+    """Every file below folder with the hash of its bytes."""
+    result = {}
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(parent, name)
+            with open(path, 'rb') as f:
+                result[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return result
+
+
+def without_times(stdout):
+    return re.sub(r'\|[^|]*elapsed \|[^|]*left', '', stdout)
+
+
+class Folder(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.folder = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def write(self, name, content):
+        path = os.path.join(self.folder, name)
+        with open(path, 'wb') as f:
+            f.write(content if isinstance(content, bytes) else content.encode('utf-8'))
+        return path
+
+
+class TestEndToEnd(Folder):
+    def test_runs_and_is_reproducible(self):
+        self.write('names.txt', '\n'.join(NAMES) + '\n')
+        args = ['--input', 'names.txt', '--num-steps', '30', '--num-samples', '4', '--eval-names', '3', '--trace']
+        first, second = run_script(args, self.folder), run_script(args, self.folder)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(first.stderr, '')
+        lines = first.stdout.splitlines()
+        self.assertIn('names: 36 (33 for training, 3 held out)', lines)
+        n_chars = len(set(''.join(NAMES)))
+        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and PAD)', lines)
+        self.assertIn(f'parameters: {(n_chars + 2) * 16 + 6400:,}', lines)  # wte grows, the rest is 6,400
+        self.assertEqual(sum(1 for line in lines if re.match(r'sample +\d+: [a-z]+', line)), 4)
+        self.assertTrue(any(line.startswith('held-out NELBO: ') for line in lines))
+        self.assertTrue(any(line.startswith('step    30 / 30 | loss ') for line in lines))
+        self.assertIn("--- how sample 1 emerged ('_' is MASK, '.' is PAD) ---", lines)
+        self.assertEqual(without_times(first.stdout), without_times(second.stdout))
+        other_seed = run_script(args + ['--seed', '7'], self.folder)
+        self.assertNotEqual(without_times(first.stdout), without_times(other_seed.stdout))
+
+    def test_num_samples_zero_trains_only(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '0', '--eval-names', '0'], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn('sample', result.stdout)
+        self.assertIn('step     3 / 3', result.stdout)
+
+    def test_sample_stats_and_template(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '3', '--eval-names', '0',
+                             '--template', 'ma_*', '--sample-stats', '20'], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        names = re.findall(r'sample +\d+: (\w+)', result.stdout)
+        self.assertEqual(len(names), 3)
+        self.assertTrue(all(name.startswith('ma') and len(name) >= 3 for name in names), names)
+        self.assertIn('--- statistics of 20 samples (gumbel sampler) ---', result.stdout)
+        self.assertIn('length histogram, total-variation distance from the training names: ', result.stdout)
+
+    def test_untidy_data_works(self):
+        # Windows line endings, spaces, capitals, duplicates, a byte-order mark, a blank line
+        self.write('names.txt', '\ufeffEmma\r\n  olivia \r\n\r\nAVA\r\nava\r\n' + '\r\n'.join(NAMES) + '\r\n')
+        result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '2', '--eval-names', '0'], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn('names: 40 (36 for training, 4 held out)', result.stdout)
+        n_chars = len(set(''.join(NAMES)))  # capitals were lower-cased: no new characters
+        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and PAD)', result.stdout)
+
+    def test_long_names_are_skipped_and_counted(self):
+        self.write('names.txt', '\n'.join(NAMES + ['a' * 17, 'b' * 30]))
+        result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '1', '--eval-names', '0'], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn('skipped 2 names longer than 16 characters', result.stdout)
+        self.assertIn('names: 36 ', result.stdout)
+
+    def test_characters_beyond_letters_join_the_vocabulary(self):
+        extra = ["o'neil", 'jean-luc', 'zoë', 'r2d2']
+        self.write('names.txt', '\n'.join(NAMES + extra))
+        result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '1', '--eval-names', '0',
+                             '--template', "o'*"], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        n_chars = len(set(''.join(NAMES + extra)))
+        self.assertTrue({"'", '-', '2', 'ë'} < set(''.join(NAMES + extra)) - set(''.join(NAMES)))
+        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and PAD)', result.stdout)
+        self.assertIn(f'parameters: {(n_chars + 2) * 16 + 6400:,}', result.stdout)
+        self.assertRegex(result.stdout, r"sample  1: o'")
+
+    def test_a_single_name(self):
+        self.write('one.txt', 'anna\n')
+        result = run_script(['--input', 'one.txt', '--num-steps', '5', '--num-samples', '2'], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn('names: 1 (1 for training, 0 held out)', result.stdout)
+        self.assertIn('held-out NELBO: skipped', result.stdout)
+        self.assertEqual(len(re.findall(r'sample +\d+: ', result.stdout)), 2)
+
+
+class TestBadInput(Folder):
+    def assert_fails_cleanly(self, args, code=1, expect=None):
+        before = snapshot(self.folder)
+        result = run_script(args, self.folder)
+        self.assertEqual(result.returncode, code, result.stdout + result.stderr)
+        self.assertNotIn('Traceback', result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertTrue(result.stderr.startswith('microdiffusion.py: error: '), result.stderr)
+        if expect:
+            self.assertIn(expect, result.stderr)
+        self.assertEqual(snapshot(self.folder), before)  # nothing of the user's changed
+        return result
+
+    def test_bad_data_files(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        self.write('empty.txt', '')
+        self.write('blank.txt', '\n   \n\t\n\r\n')
+        self.write('random.bin', bytes(range(256)) * 4)
+        self.write('names.gz', gzip.compress('\n'.join(NAMES).encode()))
+        self.write('latin1.txt', 'zoë\nmia\n'.encode('latin-1'))
+        self.write('control.txt', 'anna\nbo\x00b\n')
+        self.write('toolong.txt', 'a' * 17 + '\n' + 'b' * 20 + '\n')
+        os.mkdir(os.path.join(self.folder, 'adir'))
+        cases = {
+            'missing.txt': 'does not exist',
+            'adir': 'is a directory',
+            'empty.txt': 'contains no usable names',
+            'blank.txt': 'contains no usable names',
+            'random.bin': 'is not UTF-8 text',
+            'names.gz': 'is not UTF-8 text',
+            'latin1.txt': 'is not UTF-8 text',
+            'control.txt': 'line 2 holds a control character',
+            'toolong.txt': '2 longer than 16 characters',
+        }
+        for path, expect in cases.items():
+            with self.subTest(input=path):
+                self.assert_fails_cleanly(['--input', path, '--num-steps', '2'], expect=expect)
+
+    def test_bad_template(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        for template, expect in [('q*', "'q' is not in the vocabulary"), ('', 'empty'),
+                                 ('a' * 17, 'at most 16'), ('a*b', "'*' may only end")]:
+            with self.subTest(template=template):
+                self.assert_fails_cleanly(['--input', 'names.txt', '--template', template], expect=expect)
+
+    def test_bad_flags(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        for flags in (['--num-steps', '0'], ['--num-steps', '-3'], ['--num-steps', 'many'], ['--num-steps', '2.5'],
+                      ['--num-samples', '-1'], ['--denoise-steps', '0'], ['--eval-names', 'x'],
+                      ['--seed', 'abc'], ['--sampler', 'greedy'], ['--bogus']):
+            with self.subTest(flags=flags):
+                self.assert_fails_cleanly(['--input', 'names.txt'] + flags, code=2)
+
+    def test_ctrl_c_during_training(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        before = snapshot(self.folder)
+        process = subprocess.Popen([sys.executable, SCRIPT, '--input', 'names.txt', '--num-steps', '100000'],
+                                   cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for line in process.stdout:
+                if line.startswith('step '):  # training has started
+                    break
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        self.assertEqual(process.returncode, 130)
+        self.assertEqual(len(stderr.splitlines()), 1, stderr)
+        self.assertRegex(stderr, r'^microdiffusion.py: interrupted at training step \d+ of 100000')
+        self.assertEqual(snapshot(self.folder), before)
+
+
+class FakeResponse(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class TestDownload(Folder):
+    """main() in this process, in an empty folder, with the network faked: it is never reached."""
+
+    def run_main(self, args, urlopen):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(self.folder)
+        try:
+            with mock.patch.object(md.urllib.request, 'urlopen', urlopen), \
+                    contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                code = md.main(args)
+        finally:
+            os.chdir(cwd)
+        return code, stdout.getvalue(), stderr.getvalue()
+
+    def test_offline(self):
+        def offline(url, timeout):
+            raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
+        code, _, stderr = self.run_main(['--num-steps', '2'], offline)
+        self.assertEqual(code, 1)
+        self.assertEqual(len(stderr.splitlines()), 1)
+        self.assertIn('input.txt is missing and it could not be downloaded', stderr)
+        self.assertIn('--input PATH', stderr)
+        self.assertEqual(os.listdir(self.folder), [])
+
+    def test_corrupted_download_is_rejected(self):
+        code, _, stderr = self.run_main(['--num-steps', '2'], lambda url, timeout: FakeResponse(b'emma\nava\n'))
+        self.assertEqual(code, 1)
+        self.assertIn('SHA-256 mismatch', stderr)
+        self.assertEqual(os.listdir(self.folder), [])
+
+    def test_download_interrupted_while_writing_leaves_nothing(self):
+        payload = '\n'.join(NAMES).encode()
+        with mock.patch.object(md, 'DATA_SHA256', hashlib.sha256(payload).hexdigest()), \
+                mock.patch.object(md.os, 'replace', side_effect=KeyboardInterrupt):
+            code, _, _ = self.run_main(['--num-steps', '2'], lambda url, timeout: FakeResponse(payload))
+        self.assertEqual(code, 130)
+        self.assertEqual(os.listdir(self.folder), [])
+
+    def test_good_download_is_written_and_used(self):
+        payload = '\n'.join(NAMES).encode()
+        seen = []
+        def fake(url, timeout):
+            seen.append(url)
+            return FakeResponse(payload)
+        with mock.patch.object(md, 'DATA_SHA256', hashlib.sha256(payload).hexdigest()):
+            code, stdout, stderr = self.run_main(['--num-steps', '2', '--num-samples', '1', '--eval-names', '0'], fake)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(seen, [md.DATA_URL])
+        self.assertIn('988aa59', md.DATA_URL)
+        self.assertEqual(os.listdir(self.folder), ['input.txt'])
+        with open(os.path.join(self.folder, 'input.txt'), 'rb') as f:
+            self.assertEqual(f.read(), payload)
+        self.assertIn('names: 36', stdout)
+
+    def test_unreadable_file(self):
+        path = self.write('names.txt', '\n'.join(NAMES))
+        with mock.patch.object(md, 'open', side_effect=PermissionError(13, 'Permission denied'), create=True):
+            code, _, stderr = self.run_main(['--input', path], None)
+        self.assertEqual(code, 1)
+        self.assertEqual(stderr.strip(), f'microdiffusion.py: error: cannot read {path}: Permission denied')
+
+
+if __name__ == '__main__':
+    unittest.main()
