@@ -68,7 +68,7 @@ class TestSampler(unittest.TestCase):
         self.assertEqual(counts[-1], 0)
         self.assertTrue(all(c > 0 for c in counts[:-1]))
         for step, t, temperature, _ in trace[1:]:
-            self.assertAlmostEqual(temperature, 0.3 + 0.5 * t)
+            self.assertAlmostEqual(temperature, 0.4 + 0.4 * t)
 
     def test_same_seed_same_names(self):
         for sampler in md.SAMPLERS:
