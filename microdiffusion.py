@@ -169,10 +169,13 @@ class Value:
         return Value(sum(x.data for x in values), values, (1.0,) * len(values))
 
     @staticmethod
-    def dot(ws, xs):  # d(w.x)/d(w_i) = x_i and d(w.x)/d(x_i) = w_i
+    def dot(ws, xs, x_data=None):  # d(w.x)/d(w_i) = x_i and d(w.x)/d(x_i) = w_i
+        """ws and xs are lists of Values; a caller that dots the same xs with many rows can
+        pass their data once as x_data."""
         w_data = [w.data for w in ws]
-        x_data = [x.data for x in xs]
-        return Value(sum(map(operator.mul, w_data, x_data)), (*ws, *xs), (*x_data, *w_data))
+        if x_data is None:
+            x_data = [x.data for x in xs]
+        return Value(sum(map(operator.mul, w_data, x_data)), ws + xs, x_data + w_data)
 
     def backward(self):
         # order the graph so that every node comes after the nodes it was made from: a
@@ -243,7 +246,8 @@ def as_floats(state_dict):
 # floats (sampling, evaluation: no graph, the same arithmetic in the same order).
 def linear(x, w):  # y = W x, one dot product per output row
     if isinstance(x[0], Value):
-        return [Value.dot(w_row, x) for w_row in w]
+        x_data = [xi.data for xi in x]  # read once, used by every row
+        return [Value.dot(w_row, x, x_data) for w_row in w]
     return [sum(map(operator.mul, w_row, x)) for w_row in w]
 
 
@@ -301,43 +305,47 @@ def cross_entropy(logits, target):  # -log softmax(logits)[target], by log-sum-e
 
 
 # Let there be the model: a bidirectional transformer that predicts every position at once
-def mask_predictor(token_ids, state_dict):
-    """Logits over the vocabulary for every position of a (partly masked) canvas."""
+def mask_predictor(token_ids, state_dict, positions=None):
+    """Logits over the vocabulary at each position of a (partly masked) canvas. Only the
+    positions asked for are computed through the last layer (default: all); the rest are None."""
     sd = state_dict
     n_pos = len(token_ids)
     x = [rmsnorm([te + pe for te, pe in zip(sd['wte'][token], sd['wpe'][pos])])
          for pos, token in enumerate(token_ids)]
+    heads = [slice(h * head_dim, (h + 1) * head_dim) for h in range(n_head)]
     for i in range(n_layer):
-        # 1) multi-head attention; no causal mask: every position sees every other, left and
-        # right, which is what lets a masked position use the letters that come after it
-        x_residual = x
         x_norm = [rmsnorm(xi) for xi in x]
-        q = [linear(xi, sd[f'layer{i}.attn_wq']) for xi in x_norm]
+        # every position offers a key and a value to every other, left and right: there is no
+        # causal mask, which is what lets a masked position read the letters after it too
         k = [linear(xi, sd[f'layer{i}.attn_wk']) for xi in x_norm]
         v = [linear(xi, sd[f'layer{i}.attn_wv']) for xi in x_norm]
-        attn_out = [[] for _ in range(n_pos)]
-        for h in range(n_head):
-            head_dims = slice(h * head_dim, (h + 1) * head_dim)
-            k_h = [k_pos[head_dims] for k_pos in k]  # this head's key at every position
-            v_columns = [[v_pos[d] for v_pos in v] for d in range(h * head_dim, (h + 1) * head_dim)]
-            for pos in range(n_pos):
-                scores = linear(q[pos][head_dims], k_h)  # q . k with the key of every position
-                attn_out[pos].extend(attend(scores, v_columns))
-        x = [[a + b for a, b in zip(linear(out, sd[f'layer{i}.attn_wo']), res)]
-             for out, res in zip(attn_out, x_residual)]
-        # 2) MLP, on each position separately
-        x_residual = x
-        x = [linear([relu(hi) for hi in linear(rmsnorm(xi), sd[f'layer{i}.mlp_fc1'])], sd[f'layer{i}.mlp_fc2'])
-             for xi in x]
-        x = [[a + b for a, b in zip(xi, res)] for xi, res in zip(x, x_residual)]
+        k_heads = [[k_pos[head] for k_pos in k] for head in heads]  # per head: a key per position
+        v_heads = [[[v_pos[d] for v_pos in v] for d in range(head.start, head.stop)]
+                   for head in heads]  # per head: a column of values per dimension
+        # the last layer only has to finish the positions whose logits will be read
+        rows = range(n_pos) if positions is None or i < n_layer - 1 else positions
+        x_next = [None] * n_pos
+        for pos in rows:
+            # 1) multi-head attention: q . k with every key, softmax-weighted values, the output
+            # projection, and the residual connection
+            q = linear(x_norm[pos], sd[f'layer{i}.attn_wq'])
+            attn_out = []
+            for head, k_h, v_h in zip(heads, k_heads, v_heads):
+                attn_out.extend(attend(linear(q[head], k_h), v_h))
+            x_attn = [a + b for a, b in zip(linear(attn_out, sd[f'layer{i}.attn_wo']), x[pos])]
+            # 2) MLP: expand, ReLU, project back, and the residual connection
+            hidden = [relu(z) for z in linear(rmsnorm(x_attn), sd[f'layer{i}.mlp_fc1'])]
+            x_next[pos] = [a + b for a, b in zip(linear(hidden, sd[f'layer{i}.mlp_fc2']), x_attn)]
+        x = x_next
     # the output layer is wte itself (weight tying): a token's logit is how much the final
     # vector looks like that token's embedding
-    logits = [linear(xi, sd['wte']) for xi in x]
-    # MASK (the second to last id) is never a right answer: push its logit down so no
-    # probability is spent on it, in the loss and in the sampler alike
     mask_id = len(sd['wte']) - 2
-    for row in logits:
-        row[mask_id] = row[mask_id] - 1e6
+    logits = [None] * n_pos
+    for pos in rows:
+        logits[pos] = linear(x[pos], sd['wte'])
+        # MASK (the second to last id) is never a right answer: push its logit down so no
+        # probability is spent on it, in the loss and in the sampler alike
+        logits[pos][mask_id] = logits[pos][mask_id] - 1e6
     return logits
 
 
@@ -399,7 +407,8 @@ def train(names, tok, state_dict, num_steps, rng, on_step=None):
         for step in range(1, num_steps + 1):
             clean = tok.encode(names[(step - 1) % len(names)])
             noisy = corrupt(clean, noise_level(rng), rng, tok.MASK)
-            loss = masked_loss(mask_predictor(noisy, state_dict), clean, noisy, tok.MASK)
+            masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
+            loss = masked_loss(mask_predictor(noisy, state_dict, masked), clean, noisy, tok.MASK)
             if not math.isfinite(loss.data):
                 raise UserError(f"the loss became {loss.data} at step {step}; training stopped")
             loss.backward()
@@ -425,9 +434,9 @@ def nelbo(name, tok, weights, rng, repeats=1):
     total = 0.0
     for n_masked in range(1, len(clean) + 1):
         for _ in range(repeats):
-            masked = set(rng.sample(range(len(clean)), n_masked))
+            masked = sorted(rng.sample(range(len(clean)), n_masked))
             noisy = [tok.MASK if pos in masked else token for pos, token in enumerate(clean)]
-            total += masked_loss(mask_predictor(noisy, weights), clean, noisy, tok.MASK) / repeats
+            total += masked_loss(mask_predictor(noisy, weights, masked), clean, noisy, tok.MASK) / repeats
     return total
 
 
@@ -535,7 +544,7 @@ def sample(tok, weights, rng, denoise_steps=64, sampler='gumbel', template='_*')
         if n_to_commit <= 0:
             continue  # the canvas stays as it is: no need to run the model
         temperature = {'random': 1.0, 'confidence': 0.3 + 0.5 * t, 'gumbel': 0.4 + 0.4 * t}[sampler]
-        logits = mask_predictor(canvas, weights)
+        logits = mask_predictor(canvas, weights, masked)
         drawn, priority = {}, {}
         for pos in masked:
             scores = list(logits[pos])

@@ -238,9 +238,9 @@ def main():
     # the sampler runs the model only at steps that commit something
     calls = []
     real_predictor = md.mask_predictor
-    def counting_predictor(canvas, w):
+    def counting_predictor(canvas, w, positions=None):
         calls.append(1)
-        return real_predictor(canvas, w)
+        return real_predictor(canvas, w, positions)
     md.mask_predictor = counting_predictor
     try:
         start = time.perf_counter()

@@ -76,6 +76,16 @@ class TestModel(unittest.TestCase):
             for g, f in zip(graph_row, float_row):
                 self.assertAlmostEqual(g.data, f, delta=1e-12)
 
+    def test_asking_for_some_positions_changes_nothing_at_them(self):
+        names, tok, state_dict = setup_model(seed=6)
+        weights = md.as_floats(state_dict)
+        canvas = tok.encode('quinn')
+        canvas[1] = canvas[4] = canvas[11] = tok.MASK
+        full = md.mask_predictor(canvas, weights)
+        some = md.mask_predictor(canvas, weights, [1, 4, 11])
+        for pos in range(md.block_size):
+            self.assertEqual(some[pos], full[pos] if pos in (1, 4, 11) else None)
+
     def test_attention_is_bidirectional(self):
         names, tok, state_dict = setup_model(seed=3)
         weights = md.as_floats(state_dict)

@@ -115,7 +115,7 @@ class TestEvaluation(unittest.TestCase):
         fixed = [[rng.uniform(-2, 2) for _ in range(TOK.vocab_size)] for _ in range(md.block_size)]
         for row in fixed:
             row[TOK.MASK] -= 1e6
-        with mock.patch.object(md, 'mask_predictor', lambda canvas, weights: fixed):
+        with mock.patch.object(md, 'mask_predictor', lambda canvas, weights, positions=None: fixed):
             clean = TOK.encode('sophia')
             exact = sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(clean))
             estimate = md.nelbo('sophia', TOK, None, random.Random(1), repeats=400)
@@ -127,7 +127,7 @@ class TestEvaluation(unittest.TestCase):
 
     def test_nelbo_masks_each_size_once_per_repeat(self):
         sizes = []
-        def fake_model(canvas, weights):
+        def fake_model(canvas, weights, positions=None):
             sizes.append(canvas.count(TOK.MASK))
             return [[0.0] * TOK.vocab_size for _ in canvas]
         with mock.patch.object(md, 'mask_predictor', fake_model):
