@@ -125,13 +125,14 @@ class Tokenizer:
 # Let there be autograd: a scalar Value that remembers how it was made
 class Value:
     """One number in the computation graph, its gradient, its children and their local gradients."""
-    __slots__ = ('data', 'grad', '_children', '_local_grads')
+    __slots__ = ('data', 'grad', '_children', '_local_grads', '_visited_by')
 
     def __init__(self, data, children=(), local_grads=()):
         self.data = data                  # the number computed in the forward pass
         self.grad = 0.0                   # d(loss)/d(this), filled in by backward()
         self._children = children         # the Values this one was computed from
         self._local_grads = local_grads   # d(this)/d(child), one per child
+        self._visited_by = None           # the backward() call that last reached this node
 
     def __add__(self, other):
         other = other if isinstance(other, Value) else Value(other)
@@ -181,18 +182,21 @@ class Value:
         # order the graph so that every node comes after the nodes it was made from: a
         # depth-first search with its own stack, not recursion, so there is no depth limit and
         # no closure that would tie each graph into a reference cycle (which only the slow
-        # cyclic garbage collector could free). Parameters and constants have no children and
-        # need no place in the order: their gradient is only ever added to.
-        topo, visited, stack = [], set(), [(self, False)]
+        # cyclic garbage collector could free). A node reached by this call is marked with a
+        # token unique to the call, rather than kept in a set: no hashing, which PyPy does
+        # slowly for objects. Parameters and constants have no children and need no place in
+        # the order: their gradient is only ever added to.
+        this_call = object()
+        topo, stack = [], [(self, False)]
         while stack:
             node, children_done = stack.pop()
             if children_done:
                 topo.append(node)
-            elif node not in visited:
-                visited.add(node)
+            elif node._visited_by is not this_call:
+                node._visited_by = this_call
                 stack.append((node, True))
                 for child in node._children:
-                    if child._children and child not in visited:
+                    if child._children and child._visited_by is not this_call:
                         stack.append((child, False))
         self.grad = 1.0
         for node in reversed(topo):  # the chain rule, from the loss back to the parameters
@@ -351,7 +355,8 @@ def mask_predictor(token_ids, state_dict, positions=None):
 
 # Let there be noise: hide each token behind MASK with probability t
 def noise_level(rng):
-    """t, log-uniform in [t_min, 1]: as many lightly masked names as heavily masked ones."""
+    """t, log-uniform in [t_min, 1]: t in [0.2, 0.45] is as likely as t in [0.45, 1], so lightly
+    masked names, where most context is visible, are seen as often as heavily masked ones."""
     return math.exp(rng.uniform(math.log(t_min), 0.0))
 
 
@@ -412,7 +417,8 @@ def train(names, tok, state_dict, num_steps, rng, on_step=None):
             if not math.isfinite(loss.data):
                 raise UserError(f"the loss became {loss.data} at step {step}; training stopped")
             loss.backward()
-            optimizer.step(learning_rate * (1 - (step - 1) / num_steps))
+            lr_t = learning_rate * (1 - (step - 1) / num_steps)  # linear decay to 0
+            optimizer.step(lr_t)
             losses.append(loss.data)
             if on_step:
                 on_step(step, loss.data)
