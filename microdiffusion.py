@@ -619,16 +619,16 @@ def make_parser():
                     'Names are read one per line; surrounding spaces are stripped, letters are '
                     'lower-cased, blank lines skipped and names longer than 16 characters skipped '
                     '(and counted). The vocabulary is every character left in the data.')
-    parser.add_argument('--input', default=None,
+    parser.add_argument('--input', default=None, metavar='PATH',
                         help='text file with one name per line (default: input.txt, downloaded when missing)')
-    parser.add_argument('--num-steps', type=whole_number(1), default=2000, help='training steps, one name each (default 2000)')
-    parser.add_argument('--num-samples', type=whole_number(0), default=20, help='names to print after training; 0 trains only (default 20)')
-    parser.add_argument('--seed', type=int, default=42, help='seed of the one random generator (default 42)')
-    parser.add_argument('--denoise-steps', type=whole_number(1), default=64, help='denoising steps per sample (default 64)')
+    parser.add_argument('--num-steps', metavar='N', type=whole_number(1), default=2000, help='training steps, one name each (default 2000)')
+    parser.add_argument('--num-samples', metavar='N', type=whole_number(0), default=20, help='names to print after training; 0 trains only (default 20)')
+    parser.add_argument('--seed', metavar='N', type=int, default=42, help='seed of the one random generator (default 42)')
+    parser.add_argument('--denoise-steps', metavar='N', type=whole_number(1), default=64, help='denoising steps per sample (default 64)')
     parser.add_argument('--sampler', choices=SAMPLERS, default='gumbel', help='how tokens are drawn and which positions keep them: gumbel (default), confidence or random; see the README')
-    parser.add_argument('--template', default='_*', help="letters to keep, '_' for one letter to choose, trailing '*' for any more (default '_*')")
+    parser.add_argument('--template', metavar='T', default='_*', help="letters to keep, '_' for one letter to choose, trailing '*' for any more (default '_*')")
     parser.add_argument('--trace', action='store_true', help='print how the first sample emerges, step by step')
-    parser.add_argument('--eval-names', type=whole_number(0), default=80, help='held-out names for the NELBO estimate; 0 skips it (default 80)')
+    parser.add_argument('--eval-names', metavar='N', type=whole_number(0), default=80, help='held-out names for the NELBO estimate; 0 skips it (default 80)')
     parser.add_argument('--sample-stats', type=whole_number(0), default=0, metavar='N', help='draw N more samples and print their statistics (default 0: off)')
     return parser
 
