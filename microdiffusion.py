@@ -652,6 +652,24 @@ def prepare(path, seed, download=False):
     return rng, tok, train_names, heldout_names, state_dict, too_long
 
 
+def print_trace(trace, tok):
+    print("--- how sample 1 emerged ('_' is MASK, '.' is PAD) ---")
+    print(" step      t  temp  canvas")
+    for step, t, temperature, canvas in trace:
+        temp_text = '    -' if temperature is None else f"{temperature:5.2f}"
+        print(f"{step:5d}  {t:.3f} {temp_text}  {tok.show(canvas)}")
+
+
+def print_sample_stats(stats, sampler):
+    print(f"--- statistics of {stats['n']:,} samples ({sampler} sampler) ---")
+    print(f"distinct {stats['distinct']:.1%} | in training set {stats['in_train']:.1%} | "
+          f"held out {stats['in_heldout']:.1%} | new {stats['new']:.1%} | empty {stats['empty']:.1%}")
+    print(f"length histogram, total-variation distance from the training names: {stats['length_tv']:.3f}")
+    print("length  samples  training names")
+    for length in sorted(set(stats['sample_hist']) | set(stats['data_hist'])):
+        print(f"{length:6d}  {stats['sample_hist'].get(length, 0):7.1%}  {stats['data_hist'].get(length, 0):7.1%}")
+
+
 def run(args, progress):
     """The whole program; progress['step'] tells main() how far training got."""
     rng, tok, train_names, heldout_names, state_dict, too_long = prepare(
@@ -709,23 +727,12 @@ def run(args, progress):
         print(f"{len(samples) - in_train - in_heldout} new, {in_train} in the training set, "
               f"{in_heldout} held-out names (real names the model never saw)")
         if args.trace:
-            print("--- how sample 1 emerged ('_' is MASK, '.' is PAD) ---")
-            print(" step      t  temp  canvas")
-            for step, t, temperature, canvas in first_trace:
-                temp_text = '    -' if temperature is None else f"{temperature:5.2f}"
-                print(f"{step:5d}  {t:.3f} {temp_text}  {tok.show(canvas)}")
+            print_trace(first_trace, tok)
 
     if args.sample_stats:
         samples = [sample(tok, weights, rng, args.denoise_steps, args.sampler, args.template)[0]
                    for _ in range(args.sample_stats)]
-        stats = sample_stats(samples, train_names, heldout_names)
-        print(f"--- statistics of {stats['n']:,} samples ({args.sampler} sampler) ---")
-        print(f"distinct {stats['distinct']:.1%} | in training set {stats['in_train']:.1%} | "
-              f"held out {stats['in_heldout']:.1%} | new {stats['new']:.1%} | empty {stats['empty']:.1%}")
-        print(f"length histogram, total-variation distance from the training names: {stats['length_tv']:.3f}")
-        print("length  samples  training names")
-        for length in sorted(set(stats['sample_hist']) | set(stats['data_hist'])):
-            print(f"{length:6d}  {stats['sample_hist'].get(length, 0):7.1%}  {stats['data_hist'].get(length, 0):7.1%}")
+        print_sample_stats(sample_stats(samples, train_names, heldout_names), args.sampler)
 
 
 def main(argv=None):
@@ -739,8 +746,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         if sys.stdout.isatty():
             print()  # end the progress line that was being rewritten in place
-        print(f"microdiffusion.py: interrupted at training step {progress['step']} of {args.num_steps}; "
-              f"nothing was written", file=sys.stderr)
+        where = (f"at training step {progress['step']} of {args.num_steps}"
+                 if progress['step'] < args.num_steps else "after training")
+        print(f"microdiffusion.py: interrupted {where}; nothing was written", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
