@@ -255,8 +255,10 @@ def linear(x, w):  # y = W x, one dot product per output row
     return [sum(map(operator.mul, w_row, x)) for w_row in w]
 
 
-def relu(x):
-    return x.relu() if isinstance(x, Value) else max(0.0, x)
+def relu(x):  # max(0, x_i) for each element of the vector x
+    if isinstance(x[0], Value):
+        return [xi.relu() for xi in x]
+    return [max(0.0, xi) for xi in x]
 
 
 def softmax(logits, temperature=1.0):  # plain floats in, probabilities out
@@ -338,7 +340,7 @@ def mask_predictor(token_ids, state_dict, positions=None):
                 attn_out.extend(attend(linear(q[head], k_h), v_h))
             x_attn = [a + b for a, b in zip(linear(attn_out, sd[f'layer{i}.attn_wo']), x[pos])]
             # 2) MLP: expand, ReLU, project back, and the residual connection
-            hidden = [relu(z) for z in linear(rmsnorm(x_attn), sd[f'layer{i}.mlp_fc1'])]
+            hidden = relu(linear(rmsnorm(x_attn), sd[f'layer{i}.mlp_fc1']))
             x_next[pos] = [a + b for a, b in zip(linear(hidden, sd[f'layer{i}.mlp_fc2']), x_attn)]
         x = x_next
     # the output layer is wte itself (weight tying): a token's logit is how much the final
