@@ -273,7 +273,7 @@ def rmsnorm(x):  # x / sqrt(mean(x^2) + 1e-5): every vector gets the same scale,
     data = [xi.data for xi in x] if graph else x
     scale = (sum(xi * xi for xi in data) / len(data) + 1e-5) ** -0.5
     if graph:  # fused: the scale is one node, d(scale)/d(x_i) = -x_i * scale^3 / n
-        scale = Value(scale, tuple(x), tuple(-xi * scale ** 3 / len(data) for xi in data))
+        scale = Value(scale, list(x), [-xi * scale ** 3 / len(data) for xi in data])
     return [xi * scale for xi in x]
 
 
@@ -282,7 +282,8 @@ def attend(scores, v_columns):
     weights the values; one output per value column."""
     graph = isinstance(scores[0], Value)
     score_data = [s.data for s in scores] if graph else scores
-    weights = softmax(score_data, math.sqrt(head_dim))
+    c = math.sqrt(head_dim)
+    weights = softmax(score_data, c)
     if not graph:
         return [sum(map(operator.mul, weights, column)) for column in v_columns]
     # fused: each output is one node over the scores and its value column. With
@@ -292,8 +293,8 @@ def attend(scores, v_columns):
     for column in v_columns:
         v_data = [vj.data for vj in column]
         out = sum(map(operator.mul, weights, v_data))
-        score_grads = [w_j * (v_j - out) / math.sqrt(head_dim) for w_j, v_j in zip(weights, v_data)]
-        outputs.append(Value(out, (*scores, *column), (*score_grads, *weights)))
+        score_grads = [w_j * (v_j - out) / c for w_j, v_j in zip(weights, v_data)]
+        outputs.append(Value(out, scores + column, score_grads + weights))
     return outputs
 
 

@@ -8,7 +8,9 @@ forward pass of the same model, with the same weights, on:
              cross-entropy nodes, an iterative topological sort; timed with the cyclic garbage
              collector on (as a script runs by default) and off (as train() runs it)
   floats     microdiffusion's forward pass on plain floats: no graph at all (sampling, evaluation)
-and prints the nodes each step builds, the ratios, and the model passes the sampler makes.
+and, to measure each speed-up on its own, microdiffusion's Value with its speed-ups taken
+away: no n-ary and no fused nodes (every op a primitive one), then n-ary nodes but no fused
+ones. It prints the nodes each step builds, the ratios, and the model passes the sampler makes.
 
 Run: python tests/benchmark.py [--repeats N]     (also under pypy3)
 """
@@ -142,13 +144,43 @@ def plain_forward_loss(token_ids, clean, sd, mask_id):
 # ---------------------------------------------------------------------------------------------
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+# The project's building blocks with its speed-ups taken away, for the ablation rows
+def composed_blocks(nary):
+    """linear, rmsnorm, attend and cross_entropy from the project's primitive Value ops: with
+    nary, sums and dot products are n-ary nodes; without, chains of binary nodes."""
+    Value = md.Value
+    add_up = Value.sum if nary else sum
+    def dot(ws, xs):
+        return Value.dot(ws, xs) if nary else sum(w * x for w, x in zip(ws, xs))
+    def linear(x, w):
+        return [dot(w_row, x) for w_row in w]
+    def rmsnorm(x):
+        scale = (add_up([xi * xi for xi in x]) / len(x) + 1e-5) ** -0.5
+        return [xi * scale for xi in x]
+    def attend(scores, v_columns):
+        top = max(s.data for s in scores)
+        exps = [((s - top) / math.sqrt(md.head_dim)).exp() for s in scores]
+        total = add_up(exps)
+        weights = [e / total for e in exps]
+        return [dot(weights, column) for column in v_columns]
+    def cross_entropy(logits, target):
+        top = max(z.data for z in logits)
+        return add_up([(z - top).exp() for z in logits]).log() + top - logits[target]
+    return {'linear': linear, 'rmsnorm': rmsnorm, 'attend': attend, 'cross_entropy': cross_entropy}
+
+
+def with_blocks(blocks, fn):
+    """fn, run with some of microdiffusion's building blocks replaced."""
+    def wrapped(*args):
+        saved = {name: getattr(md, name) for name in blocks}
+        for name, block in blocks.items():
+            setattr(md, name, block)
+        try:
+            return fn(*args)
+        finally:
+            for name, block in saved.items():
+                setattr(md, name, block)
+    return wrapped
 
 
 def main():
@@ -190,13 +222,14 @@ def main():
     counts = {}
     def plain_step(case):
         loss = plain_forward_loss(case[1], case[0], plain_sd, tok.MASK)
-        counts['plain'] = loss.backward()
+        counts['last step'] = loss.backward()
         for p in plain_params:
             p.data -= 1e-9 * p.grad  # the update costs the same in both; keep the weights still
             p.grad = 0.0
-    def project_step(case):
-        loss = md.masked_loss(md.mask_predictor(case[1], state_dict), case[0], case[1], tok.MASK)
-        counts['project'] = loss.backward()
+    def project_step(case):  # as train() does it
+        masked = [pos for pos, token in enumerate(case[1]) if token == tok.MASK]
+        loss = md.masked_loss(md.mask_predictor(case[1], state_dict, masked), case[0], case[1], tok.MASK)
+        counts['last step'] = loss.backward()
         optimizer.step(0.0)  # lr 0: the full Adam loop, weights unchanged
     def without_gc(fn):
         def wrapped(case):
@@ -207,33 +240,49 @@ def main():
                 gc.enable()
         return wrapped
 
-    timings = {key: [] for key in ('plain step', 'project step, gc on', 'project step, gc off',
-                                   'plain forward', 'project forward', 'floats forward')}
-    for case in cases:  # interleaved: every engine sees the same machine state
-        for key, fn in (('plain step', plain_step), ('project step, gc on', project_step),
-                        ('project step, gc off', without_gc(project_step))):
+    unfused_nary, unfused_binary = composed_blocks(nary=True), composed_blocks(nary=False)
+    for blocks, name in ((unfused_binary, 'no n-ary'), (unfused_nary, 'n-ary')):  # they agree too
+        loss = with_blocks(blocks, lambda: md.masked_loss(md.mask_predictor(noisy, state_dict), clean, noisy, tok.MASK))()
+        print(f"same loss with the speed-ups taken away ({name}): {loss.data:.12f}")
+    del loss
+    step_cases = (
+        ('plain engine (baseline)', plain_step),
+        ('Value, primitive ops only, gc on', with_blocks(unfused_binary, project_step)),
+        ('  + gc paused (no cycles)', without_gc(with_blocks(unfused_binary, project_step))),
+        ('  + n-ary sum and dot nodes', without_gc(with_blocks(unfused_nary, project_step))),
+        ('  + fused rmsnorm/attend/CE', without_gc(project_step)),
+        ('this engine, gc on', project_step),
+    )
+    forward_cases = (
+        ('plain forward', lambda: plain_forward_loss(canvas, clean, plain_sd, tok.MASK)),
+        ('project forward', lambda: md.mask_predictor(canvas, state_dict)),
+        ('floats forward', lambda: md.mask_predictor(canvas, weights)),
+    )
+    timings = {label: [] for label, _ in step_cases}
+    timings.update({label: [] for label, _ in forward_cases})
+    canvas = [tok.MASK] * md.block_size
+    for case in cases:  # interleaved: every variant sees the same machine state
+        for label, fn in step_cases:
             start = time.perf_counter()
             fn(case)
-            timings[key].append(time.perf_counter() - start)
+            timings[label].append(time.perf_counter() - start)
+            counts[label] = counts['last step']
             gc.collect()
-        canvas = [tok.MASK] * md.block_size
-        for key, fn in (('plain forward', lambda: plain_forward_loss(canvas, case[0], plain_sd, tok.MASK)),
-                        ('project forward', lambda: md.mask_predictor(canvas, state_dict)),
-                        ('floats forward', lambda: md.mask_predictor(canvas, weights))):
+        for label, fn in forward_cases:
             start = time.perf_counter()
             fn()
-            timings[key].append(time.perf_counter() - start)
+            timings[label].append(time.perf_counter() - start)
             gc.collect()
 
     med = {key: statistics.median(values) for key, values in timings.items()}
-    print(f"{'case':24s} {'median s':>10s}")
-    for key, value in med.items():
-        print(f"{key:24s} {value:10.4f}")
-    print(f"nodes per step: plain {counts['plain']:,}, project {counts['project']:,} (parameters and constants not counted)")
-    print(f"training step speed-up: {med['plain step'] / med['project step, gc off']:.1f}x "
-          f"(gc on: {med['plain step'] / med['project step, gc on']:.1f}x)")
-    print(f"forward pass speed-up: graph {med['plain forward'] / med['project forward']:.1f}x, "
-          f"floats {med['plain forward'] / med['floats forward']:.1f}x")
+    plain = med['plain engine (baseline)']
+    print(f"{'training step':34s} {'median s':>9s} {'speed-up':>9s} {'nodes':>9s}")
+    for label, _ in step_cases:
+        print(f"{label:34s} {med[label]:9.4f} {plain / med[label]:8.1f}x {counts[label]:9,d}")
+    print(f"{'forward pass, all 16 positions':34s} {'median s':>9s} {'speed-up':>9s}")
+    for label, _ in forward_cases:
+        print(f"{label:34s} {med[label]:9.4f} {med['plain forward'] / med[label]:8.1f}x")
+    print("(nodes: those computed in the step; parameters and constants are not counted)")
 
     # the sampler runs the model only at steps that commit something
     calls = []
