@@ -409,9 +409,11 @@ def train(names, tok, state_dict, num_steps, rng, on_step=None):
     """Train in place; return the loss of every step. on_step(step, loss) reports progress."""
     optimizer = Adam(parameters(state_dict))
     losses = []
+    # the graphs hold no reference cycles, so reference counting frees each one as its step
+    # ends; the cyclic collector would only scan the live graph again and again: pause it
     gc_was_enabled = gc.isenabled()
-    gc.disable()  # the graphs hold no reference cycles: reference counting frees them, and the
-    try:          # collector would only waste time scanning each live graph again and again
+    gc.disable()
+    try:
         for step in range(1, num_steps + 1):
             clean = tok.encode(names[(step - 1) % len(names)])
             noisy = corrupt(clean, noise_level(rng), rng, tok.MASK)
