@@ -189,8 +189,11 @@ class TestBadInput(Folder):
     def test_ctrl_c_during_training(self):
         self.write('names.txt', '\n'.join(NAMES))
         before = snapshot(self.folder)
+        # a parent started in the background may ignore SIGINT, and Python keeps an ignored
+        # SIGINT ignored: give the child the default disposition, as a terminal would
         process = subprocess.Popen([sys.executable, SCRIPT, '--input', 'names.txt', '--num-steps', '100000'],
-                                   cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             for line in process.stdout:
                 if line.startswith('step '):  # training has started
