@@ -48,13 +48,18 @@ def download_names(path):
                         f"nothing was written")
     # write beside the target, then rename: an interrupted download never leaves a partial file
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix='.names-', suffix='.tmp', dir=folder)
+    try:
+        fd, tmp_path = tempfile.mkstemp(prefix='.names-', suffix='.tmp', dir=folder)
+    except OSError as err:
+        raise UserError(f"cannot write {path} in {folder}: {err.strerror or err}; pass --input PATH") from None
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(payload)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         os.unlink(tmp_path)
+        if isinstance(err, OSError):
+            raise UserError(f"cannot write {path}: {err.strerror or err}; nothing was written") from None
         raise
 
 

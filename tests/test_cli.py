@@ -255,6 +255,16 @@ class TestDownload(Folder):
         self.assertEqual(code, 130)
         self.assertEqual(os.listdir(self.folder), [])
 
+    def test_download_into_a_folder_that_cannot_be_written(self):
+        payload = '\n'.join(NAMES).encode()
+        with mock.patch.object(md, 'DATA_SHA256', hashlib.sha256(payload).hexdigest()), \
+                mock.patch.object(md.tempfile, 'mkstemp', side_effect=PermissionError(13, 'Permission denied')):
+            code, _, stderr = self.run_main(['--num-steps', '2'], lambda url, timeout: FakeResponse(payload))
+        self.assertEqual(code, 1)
+        self.assertEqual(len(stderr.splitlines()), 1)
+        self.assertIn('cannot write input.txt', stderr)
+        self.assertEqual(os.listdir(self.folder), [])
+
     def test_good_download_is_written_and_used(self):
         payload = '\n'.join(NAMES).encode()
         seen = []
