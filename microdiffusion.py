@@ -582,13 +582,19 @@ def sample(tok, weights, rng, denoise_steps=64, sampler='gumbel', template='_*')
     return tok.decode(canvas), trace
 
 
+def count_known(samples, train_set, heldout_set):
+    """How many samples are training names, and how many are held-out names: real names the
+    model never saw."""
+    in_train = sum(name in train_set for name in samples)
+    in_heldout = sum(name in heldout_set and name not in train_set for name in samples)
+    return in_train, in_heldout
+
+
 def sample_stats(samples, train_names, heldout_names):
     """How varied and how name-like a list of samples is, and how far its length histogram is
     from the training names' (total-variation distance: half the sum of absolute differences)."""
     n = len(samples)
-    train_set, heldout_set = set(train_names), set(heldout_names)
-    in_train = sum(name in train_set for name in samples)
-    in_heldout = sum(name in heldout_set and name not in train_set for name in samples)
+    in_train, in_heldout = count_known(samples, set(train_names), set(heldout_names))
     def histogram(names):
         counts = {}
         for name in names:
@@ -732,8 +738,7 @@ def run(args, progress):
             mark = '  (in training set)' if name in train_set else '  (held out: real, never trained on)' if name in heldout_set else ''
             print(f"sample {n:2d}: {name}{mark}")
             samples.append(name)
-        in_train = sum(name in train_set for name in samples)
-        in_heldout = sum(name in heldout_set and name not in train_set for name in samples)
+        in_train, in_heldout = count_known(samples, train_set, heldout_set)
         print(f"{len(samples) - in_train - in_heldout} new, {in_train} in the training set, "
               f"{in_heldout} held-out names (real names the model never saw)")
         if args.trace:
