@@ -6,8 +6,9 @@ of [MASK] tokens and unmask them a few at a time, each step guided by a bidirect
 transformer that predicts every masked position from everything it can see.
 
 This is the diffusion companion of Karpathy's microgpt, and simplifies on purpose:
-a scalar autograd engine instead of tensors, one name per training step, a 16-token
-canvas, a 2-layer model of 6,848 parameters, and no dependencies at all.
+a scalar autograd engine instead of tensors, one name per training step, a canvas as long
+as the name plus one END token (the length is drawn first, from the training names' lengths),
+a 2-layer model of 6,848 parameters, and no dependencies at all.
 """
 
 import argparse        # the command-line flags
@@ -63,8 +64,9 @@ def download_names(path):
         raise
 
 
-def load_names(path, block_size):
-    """Read one name per line: strip spaces, lower-case, skip blank lines and names too long."""
+def load_names(path, max_letters):
+    """Read one name per line: strip spaces, lower-case, skip blank lines and names longer
+    than max_letters."""
     if os.path.isdir(path):
         raise UserError(f"{path} is a directory, not a text file with one name per line")
     try:
@@ -87,44 +89,57 @@ def load_names(path, block_size):
         if not name.isprintable():
             raise UserError(f"{path} line {line_number} holds a control character; "
                             f"give a plain text file with one name per line")
-        if len(name) > block_size:
+        if len(name) > max_letters:
             too_long += 1  # skipped, never cut short into a different name
             continue
         names.append(name)
     if not names:
-        detail = f" ({too_long} longer than {block_size} characters)" if too_long else ""
+        detail = f" ({too_long} longer than {max_letters} characters)" if too_long else ""
         raise UserError(f"{path} contains no usable names{detail}; give one name per line")
     return names, too_long
 
 
-# Let there be a tokenizer: one id per character, then MASK, then PAD
+# Let there be a tokenizer: one id per character, then MASK, then END
 class Tokenizer:
-    """Characters of the data, sorted, are ids 0..n-1; MASK is id n and PAD id n+1, the last two."""
+    """Characters of the data, sorted, are ids 0..n-1; MASK is id n and END id n+1, the last two.
+    A name of L letters is a canvas of L + 1 tokens: its letters, then END."""
 
     def __init__(self, names, block_size):
         self.chars = sorted(set(''.join(names)))
         self.MASK = len(self.chars)      # "not revealed yet": what diffusion starts from
-        self.PAD = len(self.chars) + 1   # "the name has ended": fills the canvas after the name
+        self.END = len(self.chars) + 1   # "the name ends here": always visible, never masked
         self.vocab_size = len(self.chars) + 2
-        self.block_size = block_size
+        self.max_letters = block_size - 1  # the longest canvas holds these letters and END
         self.stoi = {ch: i for i, ch in enumerate(self.chars)}
 
     def encode(self, name):
-        """A name as block_size token ids: its letters, then PAD to the end."""
-        return [self.stoi[ch] for ch in name] + [self.PAD] * (self.block_size - len(name))
+        """A name as len(name) + 1 token ids: its letters, then END."""
+        return [self.stoi[ch] for ch in name] + [self.END]
 
     def decode(self, token_ids):
-        """The letters before the first PAD."""
-        letters = []
-        for token in token_ids:
-            if token == self.PAD:
-                break
-            letters.append(self.chars[token])
-        return ''.join(letters)
+        """The letters of a canvas, without its END."""
+        return ''.join(self.chars[t] for t in token_ids if t != self.END)
 
     def show(self, token_ids):
-        """All positions, as the trace prints them: letters, '_' for MASK, '.' for PAD."""
-        return ''.join('_' if t == self.MASK else '.' if t == self.PAD else self.chars[t] for t in token_ids)
+        """All positions, as the trace prints them: letters, '_' for MASK, '.' for END."""
+        return ''.join('_' if t == self.MASK else '.' if t == self.END else self.chars[t] for t in token_ids)
+
+
+# Let there be lengths: how long a name is gets decided first, by counting
+def length_model(names, max_letters):
+    """p(L) for L = 0..max_letters: how often the names have L letters, add-one smoothed over
+    1..max_letters so that every length the canvas holds stays possible. p(0) = 0."""
+    counts = [0] + [1] * max_letters
+    for name in names:
+        counts[len(name)] += 1
+    total = sum(counts)
+    return [c / total for c in counts]
+
+
+def draw_length(length_probs, rng, min_letters=1):
+    """A length from p(L), restricted to L >= min_letters (a template's fixed part)."""
+    lengths = range(min_letters, len(length_probs))
+    return rng.choices(lengths, weights=length_probs[min_letters:])[0]
 
 
 # Let there be autograd: a scalar Value that remembers how it was made
@@ -216,7 +231,7 @@ class Value:
 # Let there be hyperparameters
 n_layer = 2            # transformer blocks
 n_embd = 16            # width of every token's vector
-block_size = 16        # positions on the canvas: the longest name the model can write
+block_size = 16        # the longest canvas: a name of up to 15 letters, then END
 n_head = 4             # attention heads
 head_dim = n_embd // n_head
 mlp_hidden = 4 * n_embd
@@ -351,17 +366,19 @@ def mask_predictor(token_ids, state_dict, positions=None):
         x = x_next
     # the output layer is wte itself (weight tying): a token's logit is how much the final
     # vector looks like that token's embedding
-    mask_id = len(sd['wte']) - 2
+    mask_id, end_id = len(sd['wte']) - 2, len(sd['wte']) - 1
     logits = [None] * n_pos
     for pos in rows:
         logits[pos] = linear(x[pos], sd['wte'])
-        # MASK (the second to last id) is never a right answer: push its logit down so no
-        # probability is spent on it, in the loss and in the sampler alike
+        # MASK and END (the last two ids) are never a right answer: a masked position always
+        # hides a letter. Push their logits down so no probability is spent on them, in the
+        # loss and in the sampler alike
         logits[pos][mask_id] = logits[pos][mask_id] - 1e6
+        logits[pos][end_id] = logits[pos][end_id] - 1e6
     return logits
 
 
-# Let there be noise: hide each token behind MASK with probability t
+# Let there be noise: hide each letter behind MASK with probability t
 def noise_level(rng):
     """t, log-uniform in [t_min, 1]: t in [0.2, 0.45] is as likely as t in [0.45, 1], so lightly
     masked names, where most context is visible, are seen as often as heavily masked ones."""
@@ -369,17 +386,18 @@ def noise_level(rng):
 
 
 def corrupt(clean, t, rng, mask_id):
-    """Each position becomes MASK with probability t; at least one does, so every step learns."""
-    noisy = [mask_id if rng.random() < t else token for token in clean]
+    """Each letter becomes MASK with probability t; at least one does, so every step learns.
+    The last token, END, always stays: the length is known before any letter is."""
+    letters = clean[:-1]
+    noisy = [mask_id if rng.random() < t else token for token in letters]
     if mask_id not in noisy:
         noisy[rng.randrange(len(noisy))] = mask_id
-    return noisy
+    return noisy + clean[-1:]
 
 
 def masked_loss(logits, clean, noisy, mask_id):
-    """Mean cross-entropy of the clean token at the masked positions, and only there: the
-    visible tokens are given, there is nothing to learn from predicting them. PAD positions
-    stay in: predicting where the name ends is how the model learns lengths."""
+    """Mean cross-entropy of the clean letter at the masked positions, and only there: the
+    visible tokens are given, there is nothing to learn from predicting them."""
     losses = [cross_entropy(logits[pos], clean[pos]) for pos in range(len(clean)) if noisy[pos] == mask_id]
     total = Value.sum(losses) if isinstance(losses[0], Value) else sum(losses)
     return total * (1.0 / len(losses))
@@ -441,25 +459,29 @@ def train(names, tok, state_dict, num_steps, rng, on_step=None):
 
 
 # Let there be evaluation: the negative ELBO of names the model never saw
-def nelbo(name, tok, weights, rng, repeats=1):
+def nelbo(name, tok, weights, length_probs, rng, repeats=1):
     """An unbiased estimate of one name's negative ELBO in nats, an upper bound on -log p(name).
-    For the absorbing (masking) process, NELBO = sum over k = 1..block_size of c_k, where c_k is
-    the mean cross-entropy over the masked positions when exactly k random positions are masked.
-    Each c_k is estimated from `repeats` random size-k subsets."""
+    The length comes first and costs exactly -log p(L). For the absorbing (masking) process
+    over the L letters, the rest is the sum over k = 1..L of c_k, where c_k is the mean
+    cross-entropy over the masked letters when exactly k random letters are masked. Each c_k
+    is estimated from `repeats` random size-k subsets."""
     clean = tok.encode(name)
-    total = 0.0
-    for n_masked in range(1, len(clean) + 1):
+    n_letters = len(name)
+    total = -math.log(length_probs[n_letters])
+    for n_masked in range(1, n_letters + 1):
         for _ in range(repeats):
-            masked = sorted(rng.sample(range(len(clean)), n_masked))
-            noisy = [tok.MASK if pos in masked else token for pos, token in enumerate(clean)]
+            masked = sorted(rng.sample(range(n_letters), n_masked))
+            noisy = list(clean)
+            for pos in masked:
+                noisy[pos] = tok.MASK
             total += masked_loss(mask_predictor(noisy, weights, masked), clean, noisy, tok.MASK) / repeats
     return total
 
 
-def heldout_nelbo(names, tok, weights, rng, repeats=1):
-    """NELBO per character (a name of n letters counts n + 1: its end counts, as an
+def heldout_nelbo(names, tok, weights, length_probs, rng, repeats=1):
+    """NELBO per character (a name of L letters counts L + 1: its end counts, as an
     autoregressive model's end-of-name token does) and its standard error, in nats."""
-    per_name = [nelbo(name, tok, weights, rng, repeats) for name in names]
+    per_name = [nelbo(name, tok, weights, length_probs, rng, repeats) for name in names]
     n_chars = [len(name) + 1 for name in names]
     per_char = sum(per_name) / sum(n_chars)
     # standard error of a ratio of means, by the delta method
@@ -469,49 +491,52 @@ def heldout_nelbo(names, tok, weights, rng, repeats=1):
     return per_char, math.sqrt(variance / len(residuals)) / mean_chars
 
 
-def position_unigram_nll(train_names, test_names, tok):
-    """The context-free baseline: one distribution per position (letters and PAD), counted on
-    the training names with add-one smoothing, scored per character like heldout_nelbo."""
-    counts = [[1] * tok.vocab_size for _ in range(tok.block_size)]
+def context_free_nll(train_names, test_names, tok, length_probs):
+    """The context-free baseline: the same length model, then one letter distribution per
+    position, counted on the training names with add-one smoothing; per character as above."""
+    counts = [[1] * len(tok.chars) for _ in range(tok.max_letters)]
     for name in train_names:
-        for pos, token in enumerate(tok.encode(name)):
-            counts[pos][token] += 1
+        for pos, ch in enumerate(name):
+            counts[pos][tok.stoi[ch]] += 1
     total_nll = 0.0
     for name in test_names:
-        for pos, token in enumerate(tok.encode(name)):
-            total_nll -= math.log(counts[pos][token] / sum(counts[pos]))
+        total_nll -= math.log(length_probs[len(name)])
+        for pos, ch in enumerate(name):
+            total_nll -= math.log(counts[pos][tok.stoi[ch]] / sum(counts[pos]))
     return total_nll / sum(len(name) + 1 for name in test_names)
 
 
-# Let there be sampling: from all MASK to a name, unmasking a few positions per step
-SAMPLERS = ('gumbel', 'confidence', 'random')
-choice_temperature = 10.0  # gumbel sampler: how much noise is mixed into the confidences, times t
+# Let there be sampling: draw a length, then unmask its letters a few at a time
+SAMPLERS = ('confidence', 'random')
+# confidence sampler, chosen by tests/sampler_sweep.py (see the README): the temperature falls with
+# t, from the model's own odds for the first letters (1.0 at t = 1) to 0.3 for the last, and
+# choice_noise * t * Gumbel noise is added to each log-confidence, as little as keeps 90% of the
+# names distinct
+temperature_at_start, temperature_at_end = 1.0, 0.3
+choice_noise = 0.5
 
 
 def parse_template(template, tok):
-    """A template fixes letters, '_' asks for exactly one letter, a trailing '*' lets the model
-    add any number of letters (none included). Returns the starting canvas and, per position,
-    whether PAD may go there."""
-    body = template[:-1] if template.endswith('*') else template
+    """A template fixes letters, '_' asks for one letter to choose, and a trailing '*' lets the
+    length model add any number more (none included). Returns the template's tokens (MASK for
+    each '_') and whether more letters may follow."""
+    open_ended = template.endswith('*')
+    body = template[:-1] if open_ended else template
     if not body:
         raise UserError("the template is empty; give letters, '_' for a letter to choose, and an optional trailing '*'")
     if '*' in body:
         raise UserError("'*' may only end the template")
-    if len(body) > tok.block_size:
-        raise UserError(f"the template has {len(body)} positions; at most {tok.block_size} fit")
-    canvas, pad_allowed = [], []
+    if len(body) > tok.max_letters:
+        raise UserError(f"the template has {len(body)} letters; at most {tok.max_letters} fit")
+    tokens = []
     for ch in body.lower():
         if ch == '_':
-            canvas.append(tok.MASK)
+            tokens.append(tok.MASK)
         elif ch in tok.stoi:
-            canvas.append(tok.stoi[ch])
+            tokens.append(tok.stoi[ch])
         else:
             raise UserError(f"the template letter {ch!r} is not in the vocabulary ({''.join(tok.chars)})")
-        pad_allowed.append(False)
-    rest = tok.block_size - len(body)
-    canvas += [tok.MASK if template.endswith('*') else tok.PAD] * rest
-    pad_allowed += [template.endswith('*')] * rest
-    return canvas, pad_allowed
+    return tokens, open_ended
 
 
 def cosine_noise(i, n_steps):
@@ -526,31 +551,23 @@ def draw(scores, temperature, rng):
     return token, probs[token]
 
 
-def draw_pad_then_letter(scores, temperature, pad_id, rng):
-    """First "has the name ended here?" at temperature 1, the model's own odds, so lengths keep
-    the data's distribution; only then which letter, at the annealed temperature."""
-    p_pad = softmax(scores)[pad_id]
-    if rng.random() < p_pad:
-        return pad_id, p_pad
-    letter_scores = list(scores)
-    letter_scores[pad_id] -= 1e6
-    token, p_letter = draw(letter_scores, temperature, rng)
-    return token, (1 - p_pad) * p_letter
+def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidence', template='_*'):
+    """Draw a length, then denoise its letters. Returns the name and a trace: (step, t,
+    temperature, canvas) for every step that changed something. With the default template
+    '_*' the length model alone decides the length.
 
-
-def sample(tok, weights, rng, denoise_steps=64, sampler='gumbel', template='_*'):
-    """Denoise one canvas. Returns the name and a trace: (step, t, temperature, canvas) for
-    every step that changed something. The default template '_*' asks for at least one letter.
-
-    Samplers differ in how a token is drawn and in which positions keep it:
-    random      the model's own distribution (temperature 1), positions in random order
-    confidence  temperature 0.3 + 0.5 t, the most confident positions first
-    gumbel      PAD-or-letter at temperature 1, the letter at 0.4 + 0.4 t; positions by
-                log-confidence plus Gumbel noise scaled by choice_temperature * t (MaskGIT):
-                nearly random order at first, confidence order at the end"""
+    Samplers differ in how a letter is drawn and in which positions keep it:
+    random      the model's own distribution (temperature 1), positions in random order: the
+                ancestral baseline
+    confidence  temperature 0.3 + 0.7 t; the most confident positions are kept, their order
+                stirred by a little Gumbel noise (choice_noise * t, MaskGIT) while t is high"""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
-    canvas, pad_allowed = parse_template(template, tok)
+    tokens, open_ended = parse_template(template, tok)
+    if open_ended:  # the length comes first: drawn from p(L), at least the template's
+        n_letters = draw_length(length_probs, rng, len(tokens))
+        tokens += [tok.MASK] * (n_letters - len(tokens))
+    canvas = tokens + [tok.END]
     n0 = canvas.count(tok.MASK)
     trace = [(0, 1.0, None, list(canvas))]
     for step, i in enumerate(range(denoise_steps, 0, -1), 1):
@@ -559,24 +576,22 @@ def sample(tok, weights, rng, denoise_steps=64, sampler='gumbel', template='_*')
         n_to_commit = len(masked) - round(n0 * s)  # so that exactly round(n0 * s) stay masked
         if n_to_commit <= 0:
             continue  # the canvas stays as it is: no need to run the model
-        temperature = {'random': 1.0, 'confidence': 0.3 + 0.5 * t, 'gumbel': 0.4 + 0.4 * t}[sampler]
+        if sampler == 'random':
+            temperature = 1.0
+        else:
+            temperature = temperature_at_end + (temperature_at_start - temperature_at_end) * t
         logits = mask_predictor(canvas, weights, masked)
         drawn, priority = {}, {}
         for pos in masked:
-            scores = list(logits[pos])
-            if not pad_allowed[pos]:
-                scores[tok.PAD] -= 1e6  # this position must hold a letter
-            if sampler == 'gumbel':
-                drawn[pos], confidence = draw_pad_then_letter(scores, temperature, tok.PAD, rng)
+            drawn[pos], confidence = draw(logits[pos], temperature, rng)
+            if sampler == 'confidence':
                 gumbel_noise = -math.log(rng.expovariate(1.0) or 1e-300)
-                priority[pos] = math.log(confidence) + choice_temperature * t * gumbel_noise
-            else:
-                drawn[pos], priority[pos] = draw(scores, temperature, rng)
+                priority[pos] = math.log(confidence) + choice_noise * t * gumbel_noise
         if sampler == 'random':
             chosen = rng.sample(masked, n_to_commit)
         else:  # keep the highest priorities; the rest go back under MASK
             chosen = sorted(masked, key=lambda pos: -priority[pos])[:n_to_commit]
-        for pos in chosen:  # committed tokens are final: they are never masked again
+        for pos in chosen:  # committed letters are final: they are never masked again
             canvas[pos] = drawn[pos]
         trace.append((step, t, temperature, list(canvas)))
     return tok.decode(canvas), trace
@@ -633,18 +648,18 @@ def make_parser():
         prog='microdiffusion.py',
         description='Train a tiny masked diffusion model on names and sample new ones. '
                     'Names are read one per line; surrounding spaces are stripped, letters are '
-                    'lower-cased, blank lines skipped and names longer than 16 characters skipped '
+                    'lower-cased, blank lines skipped and names longer than 15 characters skipped '
                     '(and counted). The vocabulary is every character left in the data.')
     parser.add_argument('--input', default=None, metavar='PATH',
                         help='text file with one name per line (default: input.txt, downloaded when missing)')
-    parser.add_argument('--num-steps', metavar='N', type=whole_number(1), default=2000, help='training steps, one name each (default 2000)')
+    parser.add_argument('--num-steps', metavar='N', type=whole_number(1), default=9000, help='training steps, one name each (default 9000)')
     parser.add_argument('--num-samples', metavar='N', type=whole_number(0), default=20, help='names to print after training; 0 trains only (default 20)')
     parser.add_argument('--seed', metavar='N', type=int, default=42, help='seed of the one random generator (default 42)')
     parser.add_argument('--denoise-steps', metavar='N', type=whole_number(1), default=64, help='denoising steps per sample (default 64)')
-    parser.add_argument('--sampler', choices=SAMPLERS, default='gumbel', help='how tokens are drawn and which positions keep them: gumbel (default), confidence or random; see the README')
-    parser.add_argument('--template', metavar='T', default='_*', help="letters to keep, '_' for one letter to choose, trailing '*' for any more (default '_*')")
+    parser.add_argument('--sampler', choices=SAMPLERS, default='confidence', help='how letters are drawn and which positions keep them: confidence (default) or random; see the README')
+    parser.add_argument('--template', metavar='T', default='_*', help="letters to keep, '_' for one letter to choose, trailing '*' for any more, the length drawn (default '_*')")
     parser.add_argument('--trace', action='store_true', help='print how the first sample emerges, step by step')
-    parser.add_argument('--eval-names', metavar='N', type=whole_number(0), default=80, help='held-out names for the NELBO estimate; 0 skips it (default 80)')
+    parser.add_argument('--eval-names', metavar='N', type=whole_number(0), default=1000, help='held-out names for the NELBO estimate; 0 skips it (default 1000, all of them)')
     parser.add_argument('--sample-stats', type=whole_number(0), default=0, metavar='N', help='draw N more samples and print their statistics (default 0: off)')
     return parser
 
@@ -654,22 +669,24 @@ def format_seconds(seconds):
 
 
 def prepare(path, seed, download=False):
-    """Data, tokenizer, split and fresh weights, all drawn from one generator seeded once."""
+    """Data, tokenizer, split, length model and fresh weights, all drawn from one generator
+    seeded once."""
     rng = random.Random(seed)  # the one generator of data order, weights, noise and samples
     if download and not os.path.exists(path):
         print(f"{path} is missing: downloading it from {DATA_URL}")
         download_names(path)
-    names, too_long = load_names(path, block_size)
+    names, too_long = load_names(path, block_size - 1)
     tok = Tokenizer(names, block_size)
     rng.shuffle(names)
     n_heldout = min(1000, len(names) // 10)  # 1,000 names, or a tenth of a small file
     heldout_names, train_names = names[:n_heldout], names[n_heldout:]
+    length_probs = length_model(train_names, tok.max_letters)
     state_dict = init_params(tok.vocab_size, rng)
-    return rng, tok, train_names, heldout_names, state_dict, too_long
+    return rng, tok, train_names, heldout_names, length_probs, state_dict, too_long
 
 
 def print_trace(trace, tok):
-    print("--- how sample 1 emerged ('_' is MASK, '.' is PAD) ---")
+    print("--- how sample 1 emerged ('_' is MASK, '.' is END) ---")
     print(" step      t  temp  canvas")
     for step, t, temperature, canvas in trace:
         temp_text = '    -' if temperature is None else f"{temperature:5.2f}"
@@ -688,15 +705,15 @@ def print_sample_stats(stats, sampler):
 
 def run(args, progress):
     """The whole program; progress['step'] tells main() how far training got."""
-    rng, tok, train_names, heldout_names, state_dict, too_long = prepare(
+    rng, tok, train_names, heldout_names, length_probs, state_dict, too_long = prepare(
         args.input or 'input.txt', args.seed, download=args.input is None)
     parse_template(args.template, tok)  # a bad template fails now, not after training
 
     print(f"names: {len(train_names) + len(heldout_names):,} "
           f"({len(train_names):,} for training, {len(heldout_names):,} held out)")
     if too_long:
-        print(f"skipped {too_long:,} names longer than {block_size} characters")
-    print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and PAD)")
+        print(f"skipped {too_long:,} names longer than {tok.max_letters} characters")
+    print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
     print(f"parameters: {len(parameters(state_dict)):,}")
 
     in_place = sys.stdout.isatty()
@@ -721,18 +738,19 @@ def run(args, progress):
             print("held-out NELBO: skipped, too few names to hold any out (it takes 10 or more)")
         else:
             eval_rng = random.Random(args.seed + 1)  # its own generator: evaluating never changes the samples
-            per_char, stderr = heldout_nelbo(eval_names, tok, weights, eval_rng)
-            baseline = position_unigram_nll(train_names, eval_names, tok)
+            per_char, stderr = heldout_nelbo(eval_names, tok, weights, length_probs, eval_rng)
+            baseline = context_free_nll(train_names, eval_names, tok, length_probs)
             print(f"held-out NELBO: {per_char:.3f} ± {stderr:.3f} nats/char ({per_char / math.log(2):.3f} bits/char) "
                   f"on {len(eval_names):,} names never trained on")
-            print(f"  without context (one distribution per position): {baseline:.3f} nats/char on the same names")
+            print(f"  without context (the same lengths, one letter distribution per position): "
+                  f"{baseline:.3f} nats/char on the same names")
 
     train_set, heldout_set = set(train_names), set(heldout_names)
     if args.num_samples:
         print(f"--- {args.num_samples} samples ({args.sampler} sampler, {args.denoise_steps} denoising steps) ---")
         samples = []
         for n in range(1, args.num_samples + 1):
-            name, trace = sample(tok, weights, rng, args.denoise_steps, args.sampler, args.template)
+            name, trace = sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler, args.template)
             if n == 1:
                 first_trace = trace
             mark = '  (in training set)' if name in train_set else '  (held out: real, never trained on)' if name in heldout_set else ''
@@ -745,7 +763,7 @@ def run(args, progress):
             print_trace(first_trace, tok)
 
     if args.sample_stats:
-        samples = [sample(tok, weights, rng, args.denoise_steps, args.sampler, args.template)[0]
+        samples = [sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler, args.template)[0]
                    for _ in range(args.sample_stats)]
         print_sample_stats(sample_stats(samples, train_names, heldout_names), args.sampler)
 

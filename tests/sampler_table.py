@@ -1,7 +1,7 @@
-"""Held-out NELBO and sample statistics for every sampler after 2000, 5000 and 10000 steps.
+"""Held-out NELBO and sample statistics for every sampler after 2000, 5000, the default and 10000 steps.
 
 Not part of the unit tests: it trains three models and draws thousands of names, which takes
-about 15 minutes under PyPy (pypy3 tests/sampler_table.py --input ../shared/names.txt) and
+about 5 minutes under PyPy (pypy3 tests/sampler_table.py --input ../shared/names.txt) and
 several times that under CPython. Prints a Markdown table for the README.
 """
 import argparse
@@ -15,7 +15,8 @@ import microdiffusion as md
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument('--input', default='input.txt')
-parser.add_argument('--steps', default='2000,5000,10000', help='comma-separated training lengths')
+parser.add_argument('--steps', default=f"2000,5000,{md.make_parser().get_default('num_steps')},10000",
+                    help='comma-separated training lengths (default: 2000, 5000, the default run\'s, 10000)')
 parser.add_argument('--samples', type=int, default=1000, help='samples per sampler')
 parser.add_argument('--eval-names', type=int, default=1000, help='held-out names for the NELBO')
 parser.add_argument('--seed', type=int, default=42)
@@ -23,20 +24,24 @@ args = parser.parse_args()
 
 print(f"# {sys.implementation.name} {sys.version.split()[0]}, seed {args.seed}, "
       f"{args.samples} samples per sampler, NELBO on {args.eval_names} held-out names", flush=True)
-print("| steps | held-out NELBO (nats/char) | sampler | distinct | training names | held-out names | new | length TV | empty |")
-print("|---|---|---|---|---|---|---|---|---|", flush=True)
+print("| steps | held-out NELBO (nats/char) | sampler | distinct | real names | training names | held-out names | new | length TV | empty |")
+print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
 for num_steps in [int(n) for n in args.steps.split(',')]:
     start = time.time()
-    rng, tok, train_names, heldout_names, state_dict, _ = md.prepare(args.input, args.seed)
+    rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(args.input, args.seed)
     losses = md.train(train_names, tok, state_dict, num_steps, rng)
     weights = md.as_floats(state_dict)
-    per_char, stderr = md.heldout_nelbo(heldout_names[:args.eval_names], tok, weights, random.Random(args.seed + 1))
+    eval_names = heldout_names[:args.eval_names]
+    per_char, stderr = md.heldout_nelbo(eval_names, tok, weights, length_probs, random.Random(args.seed + 1))
+    baseline = md.context_free_nll(train_names, eval_names, tok, length_probs)
     for sampler in md.SAMPLERS:
         sample_rng = random.Random(args.seed)  # the same draws for every sampler and model
-        samples = [md.sample(tok, weights, sample_rng, 64, sampler)[0] for _ in range(args.samples)]
+        samples = [md.sample(tok, weights, length_probs, sample_rng, 64, sampler)[0] for _ in range(args.samples)]
         st = md.sample_stats(samples, train_names, heldout_names)
-        print(f"| {num_steps} | {per_char:.3f} ± {stderr:.3f} | {sampler} | {st['distinct']:.1%} | {st['in_train']:.1%} "
+        print(f"| {num_steps} | {per_char:.3f} ± {stderr:.3f} | {sampler} | {st['distinct']:.1%} "
+              f"| {st['in_train'] + st['in_heldout']:.1%} | {st['in_train']:.1%} "
               f"| {st['in_heldout']:.1%} | {st['new']:.1%} | {st['length_tv']:.3f} | {st['empty']:.1%} |", flush=True)
         print(f"<!-- {num_steps} {sampler}: {' '.join(samples[:12])} -->", flush=True)
-    print(f"<!-- {num_steps} steps: mean loss of the last 100 steps {sum(losses[-100:]) / 100:.4f}, "
+    print(f"<!-- {num_steps} steps: context-free baseline {baseline:.3f} nats/char, "
+          f"mean loss of the last 100 steps {sum(losses[-100:]) / 100:.4f}, "
           f"{time.time() - start:.0f}s -->", flush=True)

@@ -68,12 +68,17 @@ class TestEndToEnd(Folder):
         lines = first.stdout.splitlines()
         self.assertIn('names: 36 (33 for training, 3 held out)', lines)
         n_chars = len(set(''.join(NAMES)))
-        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and PAD)', lines)
+        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and END)', lines)
         self.assertIn(f'parameters: {(n_chars + 2) * 16 + 6400:,}', lines)  # wte grows, the rest is 6,400
         self.assertEqual(sum(1 for line in lines if re.match(r'sample +\d+: [a-z]+', line)), 4)
         self.assertTrue(any(line.startswith('held-out NELBO: ') for line in lines))
         self.assertTrue(any(line.startswith('step    30 / 30 | loss ') for line in lines))
-        self.assertIn("--- how sample 1 emerged ('_' is MASK, '.' is PAD) ---", lines)
+        self.assertIn("--- how sample 1 emerged ('_' is MASK, '.' is END) ---", lines)
+        first_name = re.search(r'sample  1: ([a-z]+)', first.stdout).group(1)
+        trace_rows = lines[lines.index(' step      t  temp  canvas') + 1:]
+        self.assertEqual(trace_rows[0].split()[-1], '_' * len(first_name) + '.')  # L MASKs, then END
+        self.assertEqual(trace_rows[-1].split()[-1], first_name + '.')
+        self.assertTrue(all(len(row.split()[-1]) == len(first_name) + 1 for row in trace_rows))
         self.assertEqual(without_times(first.stdout), without_times(second.stdout))
         other_seed = run_script(args + ['--seed', '7'], self.folder)
         self.assertNotEqual(without_times(first.stdout), without_times(other_seed.stdout))
@@ -93,7 +98,7 @@ class TestEndToEnd(Folder):
         names = re.findall(r'sample +\d+: (\w+)', result.stdout)
         self.assertEqual(len(names), 3)
         self.assertTrue(all(name.startswith('ma') and len(name) >= 3 for name in names), names)
-        self.assertIn('--- statistics of 20 samples (gumbel sampler) ---', result.stdout)
+        self.assertIn('--- statistics of 20 samples (confidence sampler) ---', result.stdout)
         self.assertIn('length histogram, total-variation distance from the training names: ', result.stdout)
 
     def test_untidy_data_works(self):
@@ -103,14 +108,14 @@ class TestEndToEnd(Folder):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn('names: 40 (36 for training, 4 held out)', result.stdout)
         n_chars = len(set(''.join(NAMES)))  # capitals were lower-cased: no new characters
-        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and PAD)', result.stdout)
+        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and END)', result.stdout)
 
     def test_long_names_are_skipped_and_counted(self):
-        self.write('names.txt', '\n'.join(NAMES + ['a' * 17, 'b' * 30]))
+        self.write('names.txt', '\n'.join(NAMES + ['c' * 15, 'a' * 16, 'b' * 30]))
         result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '1', '--eval-names', '0'], self.folder)
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn('skipped 2 names longer than 16 characters', result.stdout)
-        self.assertIn('names: 36 ', result.stdout)
+        self.assertIn('skipped 2 names longer than 15 characters', result.stdout)  # 15 letters and END fit
+        self.assertIn('names: 37 ', result.stdout)
 
     def test_characters_beyond_letters_join_the_vocabulary(self):
         extra = ["o'neil", 'jean-luc', 'zoë', 'r2d2']
@@ -120,7 +125,7 @@ class TestEndToEnd(Folder):
         self.assertEqual(result.returncode, 0, result.stderr)
         n_chars = len(set(''.join(NAMES + extra)))
         self.assertTrue({"'", '-', '2', 'ë'} < set(''.join(NAMES + extra)) - set(''.join(NAMES)))
-        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and PAD)', result.stdout)
+        self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and END)', result.stdout)
         self.assertIn(f'parameters: {(n_chars + 2) * 16 + 6400:,}', result.stdout)
         self.assertRegex(result.stdout, r"sample  1: o'")
 
@@ -154,7 +159,7 @@ class TestBadInput(Folder):
         self.write('names.gz', gzip.compress('\n'.join(NAMES).encode()))
         self.write('latin1.txt', 'zoë\nmia\n'.encode('latin-1'))
         self.write('control.txt', 'anna\nbo\x00b\n')
-        self.write('toolong.txt', 'a' * 17 + '\n' + 'b' * 20 + '\n')
+        self.write('toolong.txt', 'a' * 16 + '\n' + 'b' * 20 + '\n')
         os.mkdir(os.path.join(self.folder, 'adir'))
         cases = {
             'missing.txt': 'does not exist',
@@ -165,7 +170,7 @@ class TestBadInput(Folder):
             'names.gz': 'is not UTF-8 text',
             'latin1.txt': 'is not UTF-8 text',
             'control.txt': 'line 2 holds a control character',
-            'toolong.txt': '2 longer than 16 characters',
+            'toolong.txt': '2 longer than 15 characters',
         }
         for path, expect in cases.items():
             with self.subTest(input=path):
@@ -174,7 +179,7 @@ class TestBadInput(Folder):
     def test_bad_template(self):
         self.write('names.txt', '\n'.join(NAMES))
         for template, expect in [('q*', "'q' is not in the vocabulary"), ('', 'empty'),
-                                 ('a' * 17, 'at most 16'), ('a*b', "'*' may only end")]:
+                                 ('a' * 16, 'at most 15'), ('a' * 16 + '*', 'at most 15'), ('a*b', "'*' may only end")]:
             with self.subTest(template=template):
                 self.assert_fails_cleanly(['--input', 'names.txt', '--template', template], expect=expect)
 

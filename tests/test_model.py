@@ -5,6 +5,7 @@ import random
 import statistics
 import sys
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import microdiffusion as md
@@ -24,7 +25,7 @@ class TestModel(unittest.TestCase):
     def test_vocabulary_and_parameter_count(self):
         tok = md.Tokenizer(['abcdefghijklm', 'nopqrstuvwxyz'], md.block_size)
         self.assertEqual(tok.vocab_size, 28)
-        self.assertEqual((tok.MASK, tok.PAD), (26, 27))
+        self.assertEqual((tok.MASK, tok.END), (26, 27))
         state_dict = md.init_params(tok.vocab_size, random.Random(0))
         # wte 28x16 (tied: also the output layer), wpe 16x16, per layer 4 x 16x16 + 64x16 + 16x64
         self.assertEqual(28 * 16 + 16 * 16 + 2 * (4 * 16 * 16 + 2 * 64 * 16), 6848)
@@ -32,14 +33,51 @@ class TestModel(unittest.TestCase):
         self.assertEqual(len({id(p) for p in md.parameters(state_dict)}), 6848)
         self.assertNotIn('lm_head', state_dict)
 
-    def test_encode_decode(self):
+    def test_canvas_is_the_letters_then_end(self):
         _, tok, _ = setup_model()
         ids = tok.encode('mia')
-        self.assertEqual(len(ids), md.block_size)
-        self.assertEqual(ids[3:], [tok.PAD] * 13)
+        self.assertEqual(ids, [tok.stoi['m'], tok.stoi['i'], tok.stoi['a'], tok.END])
         self.assertEqual(tok.decode(ids), 'mia')
-        self.assertEqual(tok.decode(ids[:3] + [tok.PAD, tok.stoi['a']] + ids[5:]), 'mia')  # stops at the first PAD
-        self.assertEqual(tok.show([tok.MASK, tok.stoi['a'], tok.PAD]), '_a.')
+        self.assertEqual(tok.show([tok.MASK, tok.stoi['a'], tok.END]), '_a.')
+        self.assertEqual(tok.max_letters, md.block_size - 1)  # the longest name leaves room for END
+        self.assertEqual(len(tok.encode('x' * tok.max_letters)), md.block_size)
+
+    def test_training_runs_the_model_over_the_name_and_end_only(self):
+        names, tok, state_dict = setup_model()
+        seen = []
+        real_predictor = md.mask_predictor
+        def watching_predictor(canvas, weights, positions=None):
+            seen.append((list(canvas), positions))
+            return real_predictor(canvas, weights, positions)
+        with mock.patch.object(md, 'mask_predictor', watching_predictor):
+            md.train(names, tok, state_dict, len(names), random.Random(3))
+        self.assertEqual(len(seen), len(names))
+        for name, (canvas, positions) in zip(names, seen):
+            self.assertEqual(len(canvas), len(name) + 1)
+            self.assertEqual(canvas[-1], tok.END)  # END is always visible
+            self.assertGreater(len(positions), 0)
+            self.assertEqual(positions, [pos for pos, token in enumerate(canvas) if token == tok.MASK])
+            for pos, token in enumerate(canvas[:-1]):  # every other token is MASK or the name's letter
+                self.assertIn(token, (tok.MASK, tok.stoi[name[pos]]))
+
+    def test_length_model_by_hand(self):
+        # lengths 1 x1, 3 x2, add-one over 1..4: counts 2, 1, 3, 1 of 7
+        probs = md.length_model(['a', 'abc', 'xyz'], 4)
+        self.assertEqual(len(probs), 5)
+        self.assertEqual(probs[0], 0.0)
+        for got, want in zip(probs[1:], [2 / 7, 1 / 7, 3 / 7, 1 / 7]):
+            self.assertAlmostEqual(got, want, places=15)
+
+    def test_draw_length_follows_the_histogram_restricted_to_the_minimum(self):
+        probs = [0.0, 0.1, 0.2, 0.3, 0.4]
+        rng = random.Random(4)
+        for min_letters in (1, 3):
+            draws = [md.draw_length(probs, rng, min_letters) for _ in range(20000)]
+            total = sum(probs[min_letters:])
+            for n_letters in range(1, 5):
+                want = probs[n_letters] / total if n_letters >= min_letters else 0.0
+                self.assertAlmostEqual(draws.count(n_letters) / len(draws), want, delta=0.012,
+                                       msg=f"L={n_letters}, at least {min_letters}")
 
     def test_full_loss_gradient_against_finite_differences(self):
         names, tok, state_dict = setup_model(seed=1)
@@ -57,7 +95,7 @@ class TestModel(unittest.TestCase):
             return result
         checked = 0
         for name, matrix in state_dict.items():  # every weight matrix, three entries each
-            rows = [clean[0], tok.MASK, tok.PAD] if name == 'wte' else [rng.randrange(len(matrix)) for _ in range(3)]
+            rows = [clean[0], tok.MASK, tok.END] if name == 'wte' else [rng.randrange(len(matrix)) for _ in range(3)]
             for r in rows:
                 c = rng.randrange(len(matrix[r]))
                 p, h = matrix[r][c], 1e-5
@@ -69,7 +107,7 @@ class TestModel(unittest.TestCase):
     def test_float_pass_matches_graph_pass(self):
         names, tok, state_dict = setup_model(seed=2)
         canvas = tok.encode('olivia')
-        canvas[2] = canvas[9] = tok.MASK
+        canvas[2] = canvas[5] = tok.MASK
         graph_logits = md.mask_predictor(canvas, state_dict)
         float_logits = md.mask_predictor(canvas, md.as_floats(state_dict))
         for graph_row, float_row in zip(graph_logits, float_logits):
@@ -79,44 +117,47 @@ class TestModel(unittest.TestCase):
     def test_asking_for_some_positions_changes_nothing_at_them(self):
         names, tok, state_dict = setup_model(seed=6)
         weights = md.as_floats(state_dict)
-        canvas = tok.encode('quinn')
-        canvas[1] = canvas[4] = canvas[11] = tok.MASK
+        canvas = tok.encode('jakob')
+        canvas[1] = canvas[4] = tok.MASK
         full = md.mask_predictor(canvas, weights)
-        some = md.mask_predictor(canvas, weights, [1, 4, 11])
-        for pos in range(md.block_size):
-            self.assertEqual(some[pos], full[pos] if pos in (1, 4, 11) else None)
+        some = md.mask_predictor(canvas, weights, [1, 4])
+        for pos in range(len(canvas)):
+            self.assertEqual(some[pos], full[pos] if pos in (1, 4) else None)
 
     def test_attention_is_bidirectional(self):
         names, tok, state_dict = setup_model(seed=3)
         weights = md.as_floats(state_dict)
-        canvas = [tok.MASK] * md.block_size
+        canvas = [tok.MASK] * tok.max_letters + [tok.END]
         before = md.mask_predictor(canvas, weights)[0]
-        canvas[-1] = tok.stoi['z']  # change only the last position
+        canvas[-2] = tok.stoi['z']  # change only the last letter
         after = md.mask_predictor(canvas, weights)[0]
         self.assertGreater(max(abs(a - b) for a, b in zip(before, after)), 1e-6)
 
-    def test_mask_is_never_predicted(self):
+    def test_mask_and_end_are_never_predicted(self):
         names, tok, state_dict = setup_model(seed=4)
-        logits = md.mask_predictor([tok.MASK] * md.block_size, md.as_floats(state_dict))
+        logits = md.mask_predictor([tok.MASK] * 6 + [tok.END], md.as_floats(state_dict))
         for row in logits:
-            self.assertLess(md.softmax(row)[tok.MASK], 1e-100)
+            probs = md.softmax(row)
+            self.assertLess(probs[tok.MASK], 1e-100)
+            self.assertLess(probs[tok.END], 1e-100)
+            self.assertAlmostEqual(sum(probs[:len(tok.chars)]), 1.0, places=12)
 
     def test_loss_is_mean_over_exactly_the_masked_positions(self):
         names, tok, state_dict = setup_model(seed=5)
         weights = md.as_floats(state_dict)
-        clean = tok.encode('zoe')
+        clean = tok.encode('sophia')
         noisy = list(clean)
-        masked = [1, 3, 12]  # a letter, the first PAD and a later PAD: PAD stays in the loss
+        masked = [0, 3, 5]  # three of the six letters
         for pos in masked:
             noisy[pos] = tok.MASK
         logits = md.mask_predictor(noisy, weights)
         by_hand = 0.0
         for pos in masked:
-            exps = [math.exp(z) for z in logits[pos]]  # MASK's logit is -1e6: exp gives exactly 0
+            exps = [math.exp(z) for z in logits[pos]]  # MASK's and END's logits are -1e6: exp gives 0
             by_hand += -math.log(exps[clean[pos]] / sum(exps))
         self.assertAlmostEqual(md.masked_loss(logits, clean, noisy, tok.MASK), by_hand / 3, places=10)
         # changing the logits of an unmasked position changes nothing
-        logits[0] = [z + 5.0 * i for i, z in enumerate(logits[0])]
+        logits[1] = [z + 5.0 * i for i, z in enumerate(logits[1])]
         self.assertAlmostEqual(md.masked_loss(logits, clean, noisy, tok.MASK), by_hand / 3, places=10)
 
     def test_noise_level_is_log_uniform(self):
@@ -132,15 +173,20 @@ class TestModel(unittest.TestCase):
         for n in fifths:
             self.assertAlmostEqual(n / len(levels), 0.2, delta=0.015)
 
-    def test_corrupt_masks_at_rate_t_and_at_least_one(self):
+    def test_corrupt_masks_letters_at_rate_t_at_least_one_and_never_end(self):
         rng = random.Random(7)
-        clean = list(range(16))
-        rate = statistics.mean(md.corrupt(clean, 0.3, rng, 99).count(99) for _ in range(5000)) / 16
+        clean = list(range(16))  # 15 letters, then END (15)
+        noisy_rows = [md.corrupt(clean, 0.3, rng, 99) for _ in range(5000)]
+        self.assertTrue(all(noisy[-1] == 15 and len(noisy) == 16 for noisy in noisy_rows))
+        rate = statistics.mean(noisy.count(99) for noisy in noisy_rows) / 15
         self.assertAlmostEqual(rate, 0.3, delta=0.01)
+        for noisy in (md.corrupt(clean, 1.0, rng, 99) for _ in range(50)):
+            self.assertEqual(noisy, [99] * 15 + [15])
         for _ in range(200):
             noisy = md.corrupt(clean, 1e-9, rng, 99)
             self.assertEqual(noisy.count(99), 1)
             self.assertEqual([x for x in noisy if x != 99], [x for x in clean if x in noisy])
+        self.assertEqual(md.corrupt([4, 15], 1e-9, rng, 99), [99, 15])  # one letter: it is the one
 
     def test_adam_step_by_hand(self):
         p = Value(1.0)

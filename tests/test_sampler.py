@@ -12,6 +12,7 @@ import microdiffusion as md
 NAMES = ['emma', 'olivia', 'ava', 'isabella', 'sophia', 'mia', 'zoe', 'quinn', 'xavier', 'jakob']
 TOK = md.Tokenizer(NAMES, md.block_size)
 WEIGHTS = md.as_floats(md.init_params(TOK.vocab_size, random.Random(0)))
+LENGTHS = md.length_model(NAMES, TOK.max_letters)
 
 
 def canvases_after_each_step(trace, n_steps):
@@ -26,49 +27,64 @@ def canvases_after_each_step(trace, n_steps):
 
 class TestSampler(unittest.TestCase):
     def run_sampler(self, sampler, template='_*', n_steps=64, seed=1):
-        return md.sample(TOK, WEIGHTS, random.Random(seed), n_steps, sampler, template)
+        return md.sample(TOK, WEIGHTS, LENGTHS, random.Random(seed), n_steps, sampler, template)
 
-    def test_schedule_commits_and_output(self):
+    def test_schedule_over_the_letters_commits_and_output(self):
         for sampler in md.SAMPLERS:
             for n_steps in (64, 10, 1):
-                with self.subTest(sampler=sampler, steps=n_steps):
-                    name, trace = self.run_sampler(sampler, n_steps=n_steps)
-                    n0 = md.block_size
-                    previous = trace[0][3]
-                    self.assertEqual(previous, [TOK.MASK] * n0)
-                    for step, canvas in enumerate(canvases_after_each_step(trace, n_steps), 1):
-                        s = math.cos(math.pi / 2 * (1 - (n_steps - step) / n_steps))
-                        self.assertEqual(canvas.count(TOK.MASK), round(n0 * s), f"after step {step}")
-                        for before, after in zip(previous, canvas):  # committed tokens stay
-                            if before != TOK.MASK:
-                                self.assertEqual(before, after)
-                        previous = canvas
-                    self.assertNotIn(TOK.MASK, previous)
-                    self.assertEqual(name, TOK.decode(previous))
-                    self.assertGreater(len(name), 0)  # the default template asks for a letter first
+                for seed in range(4):
+                    with self.subTest(sampler=sampler, steps=n_steps, seed=seed):
+                        name, trace = self.run_sampler(sampler, n_steps=n_steps, seed=seed)
+                        previous = trace[0][3]
+                        n_letters = len(previous) - 1  # the length comes first: L MASKs, then END
+                        self.assertEqual(previous, [TOK.MASK] * n_letters + [TOK.END])
+                        for step, canvas in enumerate(canvases_after_each_step(trace, n_steps), 1):
+                            s = math.cos(math.pi / 2 * (1 - (n_steps - step) / n_steps))
+                            self.assertEqual(canvas.count(TOK.MASK), round(n_letters * s), f"after step {step}")
+                            for before, after in zip(previous, canvas):  # committed tokens stay
+                                if before != TOK.MASK:
+                                    self.assertEqual(before, after)
+                            self.assertEqual(canvas[-1], TOK.END)
+                            previous = canvas
+                        self.assertNotIn(TOK.MASK, previous)
+                        self.assertNotIn(TOK.END, previous[:-1])  # END is never drawn
+                        self.assertEqual(name, TOK.decode(previous))
+                        self.assertEqual(len(name), n_letters)
 
-    def test_the_last_tokens_are_committed_at_the_end(self):
-        # with 64 cosine steps, a token is committed in the last step, and after step 16
-        # most of the canvas is still masked: the annealed temperature gets to act
+    def test_lengths_come_from_the_length_model(self):
+        lengths = [0.0, 0.0, 0.0, 0.7, 0.0, 0.3] + [0.0] * 10
+        rng = random.Random(2)
         for sampler in md.SAMPLERS:
-            _, trace = self.run_sampler(sampler)
+            names = [md.sample(TOK, WEIGHTS, lengths, rng, 8, sampler)[0] for _ in range(300)]
+            self.assertEqual({len(name) for name in names}, {3, 5})
+            self.assertAlmostEqual(sum(len(name) == 3 for name in names) / 300, 0.7, delta=0.08)
+
+    def test_the_last_letters_are_committed_at_the_end(self):
+        # with 64 cosine steps and 15 letters, a letter is committed in the last step, and
+        # after step 16 most letters are still masked: the annealed temperature gets to act
+        for sampler in md.SAMPLERS:
+            _, trace = self.run_sampler(sampler, template='_' * 15)
             canvases = canvases_after_each_step(trace, 64)
-            # round(16 * s) first reaches 0 at step 63: s = sin(pi / 128) there, 16 s = 0.39
+            # round(15 * s) first reaches 0 at step 63: s = sin(pi / 128) there, 15 s = 0.37
             self.assertEqual(trace[-1][0], 63)
             self.assertEqual(canvases[61].count(TOK.MASK), 1)
-            self.assertGreaterEqual(canvases[15].count(TOK.MASK), 12)
+            self.assertGreaterEqual(canvases[15].count(TOK.MASK), 13)
             model_calls = len(trace) - 1
             self.assertEqual(model_calls, len({step for step, *_ in trace[1:]}))
-            self.assertLessEqual(model_calls, md.block_size)  # steps with nothing to commit skip the model
+            self.assertLessEqual(model_calls, 15)  # steps with nothing to commit skip the model
 
-    def test_trace_masked_count_only_falls_and_reaches_zero_at_the_end(self):
-        _, trace = self.run_sampler('gumbel')
+    def test_trace_masked_count_only_falls_and_temperature_anneals(self):
+        _, trace = self.run_sampler('confidence', template='_' * 8)
         counts = [canvas.count(TOK.MASK) for *_, canvas in trace]
         self.assertEqual(counts, sorted(counts, reverse=True))
         self.assertEqual(counts[-1], 0)
         self.assertTrue(all(c > 0 for c in counts[:-1]))
+        self.assertTrue(all(len(canvas) == 9 for *_, canvas in trace))  # L + 1 symbols
         for step, t, temperature, _ in trace[1:]:
-            self.assertAlmostEqual(temperature, 0.4 + 0.4 * t)
+            want = md.temperature_at_end + (md.temperature_at_start - md.temperature_at_end) * t
+            self.assertAlmostEqual(temperature, want)
+        _, trace = self.run_sampler('random')
+        self.assertTrue(all(temperature == 1.0 for _, _, temperature, _ in trace[1:]))
 
     def test_same_seed_same_names(self):
         for sampler in md.SAMPLERS:
@@ -92,54 +108,74 @@ class TestSampler(unittest.TestCase):
                         body = template.rstrip('*')
                         for pos, ch in enumerate(body):
                             if ch == '_':
-                                self.assertNotIn(final[pos], (TOK.PAD, TOK.MASK))  # a letter
+                                self.assertNotIn(final[pos], (TOK.END, TOK.MASK))  # a letter
                             else:
                                 self.assertEqual(final[pos], TOK.stoi[ch])
+                        self.assertEqual(final[-1], TOK.END)
                         if not template.endswith('*'):
-                            self.assertEqual(final[len(body):], [TOK.PAD] * (md.block_size - len(body)))
+                            self.assertEqual(len(final), len(body) + 1)  # the template's length
+
+    def test_template_with_star_draws_the_length_at_least_the_templates(self):
+        rng = random.Random(5)
+        names = [md.sample(TOK, WEIGHTS, LENGTHS, rng, 8, 'confidence', 'ma__*')[0] for _ in range(400)]
+        self.assertTrue(all(name.startswith('ma') for name in names))
+        lengths = [len(name) for name in names]
+        self.assertEqual(min(lengths), 4)
+        # p(L) restricted to L >= 4 and renormalised: 6 letters is 'olivia', 'sophia', 'xavier'
+        want = LENGTHS[6] / sum(LENGTHS[4:])
+        self.assertAlmostEqual(lengths.count(6) / len(lengths), want, delta=0.07)
 
     def test_bad_templates(self):
-        for template in ('', '*', 'a*b', 'ma-*', 'x' * 17, 'é*'):
+        for template in ('', '*', 'a*b', 'ma-*', 'x' * 16, 'x' * 16 + '*', 'é*'):
             with self.subTest(template=template):
                 with self.assertRaises(md.UserError):
                     md.parse_template(template, TOK)
-        md.parse_template('x' * 16, TOK)
-        md.parse_template('x' * 16 + '*', TOK)
+        self.assertEqual(md.parse_template('x' * 15, TOK), ([TOK.stoi['x']] * 15, False))
+        self.assertEqual(md.parse_template('_x*', TOK), ([TOK.MASK, TOK.stoi['x']], True))
+        name, _ = self.run_sampler('confidence', 'x' * 15 + '*')  # only 15 letters fit: L = 15
+        self.assertEqual(name, 'x' * 15)
 
 
 class TestEvaluation(unittest.TestCase):
     def test_nelbo_of_a_context_free_model_is_its_exact_log_likelihood(self):
-        # if the logits at a position never depend on the canvas, -log p(name) is the sum of the
-        # per-position cross-entropies, and the ELBO is tight: sum_k c_k has exactly that mean
+        # if the logits at a position never depend on the canvas, -log p(name) is -log p(L) plus
+        # the sum of the per-letter cross-entropies, and the ELBO is tight: -log p(L) + sum_k c_k
+        # has exactly that mean
         rng = random.Random(0)
         fixed = [[rng.uniform(-2, 2) for _ in range(TOK.vocab_size)] for _ in range(md.block_size)]
         for row in fixed:
             row[TOK.MASK] -= 1e6
-        with mock.patch.object(md, 'mask_predictor', lambda canvas, weights, positions=None: fixed):
-            clean = TOK.encode('sophia')
-            exact = sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(clean))
-            estimate = md.nelbo('sophia', TOK, None, random.Random(1), repeats=400)
-            self.assertAlmostEqual(estimate, exact, delta=0.01 * exact)
-            # per character: a name of n letters counts n + 1
-            per_char, stderr = md.heldout_nelbo(['sophia', 'sophia'], TOK, None, random.Random(2), repeats=400)
-            self.assertAlmostEqual(per_char, exact / 7, delta=0.01 * exact / 7)
+            row[TOK.END] -= 1e6
+        context_free = lambda canvas, weights, positions=None: fixed[:len(canvas)]
+        with mock.patch.object(md, 'mask_predictor', context_free):
+            letters = TOK.encode('sophia')[:-1]
+            exact = -math.log(LENGTHS[6]) + sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(letters))
+            estimate = md.nelbo('sophia', TOK, None, LENGTHS, random.Random(1), repeats=400)
+            self.assertAlmostEqual(estimate, exact, delta=0.005 * exact)
+            # per character: a name of L letters counts L + 1
+            per_char, stderr = md.heldout_nelbo(['sophia', 'sophia'], TOK, None, LENGTHS, random.Random(2), repeats=400)
+            self.assertAlmostEqual(per_char, exact / 7, delta=0.005 * exact / 7)
             self.assertLess(stderr, 0.05)
+            # one repeat is already unbiased: the mean over many names is the exact value
+            per_char, _ = md.heldout_nelbo(['sophia'] * 400, TOK, None, LENGTHS, random.Random(3))
+            self.assertAlmostEqual(per_char, exact / 7, delta=0.005 * exact / 7)
 
-    def test_nelbo_masks_each_size_once_per_repeat(self):
-        sizes = []
+    def test_nelbo_masks_each_number_of_letters_once_per_repeat(self):
+        calls = []
         def fake_model(canvas, weights, positions=None):
-            sizes.append(canvas.count(TOK.MASK))
+            calls.append(list(canvas))
             return [[0.0] * TOK.vocab_size for _ in canvas]
         with mock.patch.object(md, 'mask_predictor', fake_model):
-            md.nelbo('mia', TOK, None, random.Random(0), repeats=2)
-        self.assertEqual(sorted(sizes), sorted(list(range(1, 17)) * 2))
+            md.nelbo('mia', TOK, None, LENGTHS, random.Random(0), repeats=2)
+        self.assertEqual(sorted(canvas.count(TOK.MASK) for canvas in calls), [1, 1, 2, 2, 3, 3])
+        self.assertTrue(all(len(canvas) == 4 and canvas[-1] == TOK.END for canvas in calls))
 
-    def test_position_unigram_by_hand(self):
-        tok = md.Tokenizer(['ab', 'b'], md.block_size)  # a, b, MASK, PAD: 4 tokens
-        # position 0: counts a 1+1, b 1+1, MASK 1, PAD 1 -> p(b) = 2/6; position 1: b 2/6 ... PAD
-        # at position 1 for 'b': (1+1)/6; positions 2..15: PAD (1+2)/6
-        nll = md.position_unigram_nll(['ab', 'b'], ['b'], tok)
-        want = -(math.log(2 / 6) + math.log(2 / 6) + 14 * math.log(3 / 6)) / 2
+    def test_context_free_baseline_by_hand(self):
+        tok = md.Tokenizer(['ab', 'b'], md.block_size)  # letters a, b
+        lengths = md.length_model(['ab', 'b'], tok.max_letters)  # 1 and 2 letters: 2/17 each
+        # position 0 counts a 1+1, b 1+1 -> p(b) = 2/4; position 1 counts a 1, b 1+1 -> p(b) = 2/3
+        nll = md.context_free_nll(['ab', 'b'], ['bb'], tok, lengths)
+        want = -(math.log(2 / 17) + math.log(2 / 4) + math.log(2 / 3)) / 3
         self.assertAlmostEqual(nll, want, places=12)
 
 
