@@ -255,7 +255,7 @@ def main():
         ('this engine, gc on', project_step),
     )
     forward_cases = (
-        ('plain forward', lambda: plain_forward_loss(canvas, clean, plain_sd, tok.MASK)),
+        ('plain forward', lambda: plain_forward_loss(canvas, tok.encode('sophia'), plain_sd, tok.MASK)),
         ('project forward', lambda: md.mask_predictor(canvas, state_dict)),
         ('floats forward', lambda: md.mask_predictor(canvas, weights)),
     )

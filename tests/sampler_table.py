@@ -1,7 +1,7 @@
 """Held-out NELBO and sample statistics for every sampler after 2000, 5000, the default and 10000 steps.
 
 Not part of the unit tests: it trains three models and draws thousands of names, which takes
-about 5 minutes under PyPy (pypy3 tests/sampler_table.py --input ../shared/names.txt) and
+about 2 minutes under PyPy (pypy3 tests/sampler_table.py --input ../shared/names.txt) and
 several times that under CPython. Prints a Markdown table for the README.
 """
 import argparse
