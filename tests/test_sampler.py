@@ -73,6 +73,20 @@ class TestSampler(unittest.TestCase):
             self.assertEqual(model_calls, len({step for step, *_ in trace[1:]}))
             self.assertLessEqual(model_calls, 15)  # steps with nothing to commit skip the model
 
+    def test_confidence_commits_the_surest_positions_first(self):
+        # a fake model whose logits tell the position, and a fake draw whose confidence depends
+        # only on it: without choice noise the letters must be committed in confidence order
+        confidences = [0.2, 0.9, 0.5, 0.7, 0.1, 0.3]
+        fake_model = lambda canvas, weights, positions=None: [[float(pos)] * TOK.vocab_size for pos in range(len(canvas))]
+        fake_draw = lambda scores, temperature, rng: (TOK.stoi['a'], confidences[int(scores[0])])
+        with mock.patch.object(md, 'mask_predictor', fake_model), mock.patch.object(md, 'draw', fake_draw), \
+                mock.patch.object(md, 'choice_noise', 0.0):
+            _, trace = md.sample(TOK, None, LENGTHS, random.Random(0), 64, 'confidence', '______')
+        order = []
+        for *_, canvas in trace[1:]:
+            order += [pos for pos, token in enumerate(canvas[:-1]) if token != TOK.MASK and pos not in order]
+        self.assertEqual(order, [1, 3, 2, 5, 0, 4])
+
     def test_trace_masked_count_only_falls_and_temperature_anneals(self):
         _, trace = self.run_sampler('confidence', template='_' * 8)
         counts = [canvas.count(TOK.MASK) for *_, canvas in trace]
