@@ -559,8 +559,9 @@ def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidenc
     Samplers differ in how a letter is drawn and in which positions keep it:
     random      the model's own distribution (temperature 1), positions in random order: the
                 ancestral baseline
-    confidence  temperature 0.3 + 0.8 t; the most confident positions are kept, their order
-                stirred by a little Gumbel noise (choice_noise * t, MaskGIT) while t is high"""
+    confidence  a temperature that falls with t from temperature_at_start to
+                temperature_at_end; the most confident positions are kept, their order stirred
+                by a little Gumbel noise (choice_noise * t, MaskGIT) while t is high"""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
     tokens, open_ended = parse_template(template, tok)
