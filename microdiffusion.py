@@ -13,11 +13,14 @@ a 2-layer model of 6,848 parameters, and no dependencies at all.
 
 import argparse        # the command-line flags
 import gc              # the cyclic garbage collector, paused while graphs are built
-import hashlib         # hashlib.sha256 checks the downloaded data set
+import hashlib         # hashlib.sha256 checks the downloaded data set and names a checkpoint's data
+import json            # json.dump and json.load: a saved model is one JSON file
 import math            # math.exp, math.log, math.cos, math.sqrt, math.isfinite
+import multiprocessing  # worker processes that share a batch's names (--workers)
 import operator        # operator.mul, the fast path of a float dot product
 import os              # os.path, os.replace for an all-or-nothing download
 import random          # random.Random, the one seeded source of randomness
+import signal          # workers leave Ctrl-C to the main process
 import sys             # sys.stdout, sys.stderr, sys.exit
 import tempfile        # the temporary file a download is written to first
 import time            # time.time for elapsed and remaining time
@@ -236,6 +239,8 @@ n_head = 4             # attention heads
 head_dim = n_embd // n_head
 mlp_hidden = 4 * n_embd
 init_std = 0.08        # weights start as N(0, 0.08)
+batch_size = 1         # names per training step, their gradients averaged
+num_steps = 8000       # training steps
 learning_rate = 0.01   # decays linearly to 0
 beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
 t_min = 0.2            # training noise levels t are log-uniform in [t_min, 1]
@@ -427,10 +432,25 @@ class Adam:
             p.grad = 0.0
 
 
-# Let there be training: one name per step, corrupted at a random noise level
-def train(names, tok, state_dict, num_steps, rng, on_step=None):
-    """Train in place; return the loss of every step. on_step(step, loss) reports progress."""
-    optimizer = Adam(parameters(state_dict))
+# Let there be training: a batch of names per step, each corrupted at its own noise level
+def name_gradient(clean, noisy, tok, state_dict, params):
+    """The masked loss of one corrupted name, and its gradient for every parameter in order.
+    The parameters' .grad are left at zero."""
+    masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
+    loss = masked_loss(mask_predictor(noisy, state_dict, masked), clean, noisy, tok.MASK)
+    loss.backward()
+    grad = [p.grad for p in params]
+    for p in params:
+        p.grad = 0.0
+    return loss.data, grad
+
+
+def train(names, tok, state_dict, num_steps, rng, batch_size=1, on_step=None, gradients=None):
+    """Train in place; return the mean loss of every step. on_step(step, loss) reports progress.
+    gradients(weights, batch) may compute the names' (loss, gradient) pairs elsewhere (the
+    worker processes at the end of this file); by default they are computed right here."""
+    params = parameters(state_dict)
+    optimizer = Adam(params)
     losses = []
     # the graphs hold no reference cycles, so reference counting frees each one as its step
     # ends; the cyclic collector would only scan the live graph again and again: pause it
@@ -438,18 +458,26 @@ def train(names, tok, state_dict, num_steps, rng, on_step=None):
     gc.disable()
     try:
         for step in range(1, num_steps + 1):
-            clean = tok.encode(names[(step - 1) % len(names)])
-            noisy = corrupt(clean, noise_level(rng), rng, tok.MASK)
-            masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
-            loss = masked_loss(mask_predictor(noisy, state_dict, masked), clean, noisy, tok.MASK)
-            if not math.isfinite(loss.data):
-                raise UserError(f"the loss became {loss.data} at step {step}; training stopped")
-            loss.backward()
+            batch = []  # the noise of every name is drawn here, in batch order, from the one generator
+            for b in range(batch_size):
+                clean = tok.encode(names[((step - 1) * batch_size + b) % len(names)])
+                batch.append((clean, corrupt(clean, noise_level(rng), rng, tok.MASK)))
+            if gradients is None:
+                results = [name_gradient(clean, noisy, tok, state_dict, params) for clean, noisy in batch]
+            else:
+                results = gradients([p.data for p in params], batch)
+            loss = sum(name_loss for name_loss, _ in results) / batch_size
+            if not math.isfinite(loss):
+                raise UserError(f"the loss became {loss} at step {step}; training stopped")
+            # the batch's loss is the mean of its names' losses, so its gradient is the mean of
+            # theirs, summed name by name in batch order: the same digits wherever they came from
+            for p, *name_grads in zip(params, *(grad for _, grad in results)):
+                p.grad = sum(name_grads) / batch_size
             lr_t = learning_rate * (1 - (step - 1) / num_steps)  # linear decay to 0
             optimizer.step(lr_t)
-            losses.append(loss.data)
+            losses.append(loss)
             if on_step:
-                on_step(step, loss.data)
+                on_step(step, loss)
             if step % 100 == 0:
                 gc.collect()  # cheap here; PyPy needs it, or it keeps dead graphs for a long time
     finally:
@@ -459,29 +487,38 @@ def train(names, tok, state_dict, num_steps, rng, on_step=None):
 
 
 # Let there be evaluation: the negative ELBO of names the model never saw
-def nelbo(name, tok, weights, length_probs, rng, repeats=1):
+def nelbo_masks(n_letters, rng, repeats=1):
+    """Which letters each term of a name's NELBO hides: `repeats` random subsets of each size
+    k = 1..L."""
+    return [sorted(rng.sample(range(n_letters), k)) for k in range(1, n_letters + 1) for _ in range(repeats)]
+
+
+def nelbo(name, tok, weights, length_probs, masks, repeats=1):
     """An unbiased estimate of one name's negative ELBO in nats, an upper bound on -log p(name).
     The length comes first and costs exactly -log p(L). For the absorbing (masking) process
     over the L letters, the rest is the sum over k = 1..L of c_k, where c_k is the mean
     cross-entropy over the masked letters when exactly k random letters are masked. Each c_k
-    is estimated from `repeats` random size-k subsets."""
+    is estimated from the `repeats` subsets of size k in masks (from nelbo_masks)."""
     clean = tok.encode(name)
-    n_letters = len(name)
-    total = -math.log(length_probs[n_letters])
-    for n_masked in range(1, n_letters + 1):
-        for _ in range(repeats):
-            masked = sorted(rng.sample(range(n_letters), n_masked))
-            noisy = list(clean)
-            for pos in masked:
-                noisy[pos] = tok.MASK
-            total += masked_loss(mask_predictor(noisy, weights, masked), clean, noisy, tok.MASK) / repeats
+    total = -math.log(length_probs[len(name)])
+    for masked in masks:
+        noisy = list(clean)
+        for pos in masked:
+            noisy[pos] = tok.MASK
+        total += masked_loss(mask_predictor(noisy, weights, masked), clean, noisy, tok.MASK) / repeats
     return total
 
 
-def heldout_nelbo(names, tok, weights, length_probs, rng, repeats=1):
+def heldout_nelbo(names, tok, weights, length_probs, rng, repeats=1, nelbos=None):
     """NELBO per character (a name of L letters counts L + 1: its end counts, as an
-    autoregressive model's end-of-name token does) and its standard error, in nats."""
-    per_name = [nelbo(name, tok, weights, length_probs, rng, repeats) for name in names]
+    autoregressive model's end-of-name token does) and its standard error, in nats.
+    nelbos(weights, length_probs, names, masks, repeats) may compute the names' NELBOs
+    elsewhere (the worker processes); by default they are computed right here."""
+    masks = [nelbo_masks(len(name), rng, repeats) for name in names]
+    if nelbos is None:
+        per_name = [nelbo(name, tok, weights, length_probs, m, repeats) for name, m in zip(names, masks)]
+    else:
+        per_name = nelbos(weights, length_probs, names, masks, repeats)
     n_chars = [len(name) + 1 for name in names]
     per_char = sum(per_name) / sum(n_chars)
     # standard error of a ratio of means, by the delta method
@@ -545,10 +582,15 @@ def cosine_noise(i, n_steps):
 
 
 def draw(scores, temperature, rng):
-    """A token from softmax(scores / temperature), and its probability: the confidence."""
+    """A token from softmax(scores / temperature), and the probabilities it was drawn from."""
     probs = softmax(scores, temperature)
     token = rng.choices(range(len(probs)), weights=probs)[0]
-    return token, probs[token]
+    return token, probs
+
+
+def confidence(probs, token):
+    """How sure the model is of the letter drawn at a position: its log-probability."""
+    return math.log(probs[token])
 
 
 def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidence', template='_*'):
@@ -584,10 +626,10 @@ def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidenc
         logits = mask_predictor(canvas, weights, masked)
         drawn, priority = {}, {}
         for pos in masked:
-            drawn[pos], confidence = draw(logits[pos], temperature, rng)
+            drawn[pos], probs = draw(logits[pos], temperature, rng)
             if sampler == 'confidence':
                 gumbel_noise = -math.log(rng.expovariate(1.0) or 1e-300)  # Gumbel(0, 1); never log(0)
-                priority[pos] = math.log(confidence) + choice_noise * t * gumbel_noise
+                priority[pos] = confidence(probs, drawn[pos]) + choice_noise * t * gumbel_noise
         if sampler == 'random':
             chosen = rng.sample(masked, n_to_commit)
         else:  # keep the highest priorities; the rest go back under MASK
@@ -625,6 +667,227 @@ def sample_stats(samples, train_names, heldout_names):
             'sample_hist': sample_hist, 'data_hist': data_hist}
 
 
+# Let there be more cores: worker processes that compute the gradients of a batch's names
+def gradient_worker(connection, tok):
+    """One worker process: its own copy of the model. A request is ('gradients', weights, batch),
+    answered with each name's (loss, gradient) from name_gradient, or ('nelbo', weights,
+    [(name, masks), ...], length_probs, repeats), answered with each name's nelbo: the same
+    functions the main process would call."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    state_dict = init_params(tok.vocab_size, random.Random(0))  # the shapes; weights come with each request
+    params = parameters(state_dict)
+    gc.disable()  # as in train(): the graphs free themselves
+    requests = 0
+    while True:
+        try:
+            request = connection.recv()
+        except Exception:  # end of file, or a message cut off: the main process has gone or given up
+            return
+        if request is None:
+            return
+        requests += 1
+        kind, weights, items, *fixed = request
+        try:
+            if kind == 'gradients':
+                for p, w in zip(params, weights):
+                    p.data = w
+                answer = [name_gradient(clean, noisy, tok, state_dict, params) for clean, noisy in items]
+            else:
+                length_probs, repeats = fixed
+                answer = [nelbo(name, tok, weights, length_probs, masks, repeats) for name, masks in items]
+            reply = ('ok', answer)
+        except Exception as err:  # told to the main process, which stops with one line
+            reply = ('error', f"{type(err).__name__}: {err}")
+        try:
+            connection.send(reply)
+        except OSError:
+            return
+        if requests % 100 == 0:
+            gc.collect()
+
+
+class Workers:
+    """n worker processes, started once. Called like train()'s gradients argument: the batch is
+    split into n runs of consecutive names, and the answers come back in batch order."""
+
+    def __init__(self, n_workers, tok):
+        context = multiprocessing.get_context()
+        self.connections, self.processes = [], []
+        try:
+            for _ in range(n_workers):
+                parent_end, child_end = context.Pipe()
+                process = context.Process(target=gradient_worker, args=(child_end, tok), daemon=True)
+                process.start()
+                child_end.close()  # only the worker holds its end: if it dies, recv() sees EOF
+                self.connections.append(parent_end)
+                self.processes.append(process)
+        except BaseException:
+            self.close()
+            raise
+
+    def __call__(self, weights, batch):
+        """Each name's (loss, gradient), in batch order: train()'s gradients argument."""
+        return self.ask('gradients', weights, batch)
+
+    def nelbos(self, weights, length_probs, names, masks, repeats):
+        """Each name's NELBO, in order: heldout_nelbo()'s nelbos argument."""
+        return self.ask('nelbo', weights, list(zip(names, masks)), length_probs, repeats)
+
+    def ask(self, kind, weights, items, *fixed):
+        """Split items into n runs of consecutive ones, one per worker; return the answers in
+        the items' order."""
+        n = len(self.connections)
+        cuts = [len(items) * k // n for k in range(n + 1)]
+        busy = [(connection, items[cuts[k]:cuts[k + 1]]) for k, connection in enumerate(self.connections)
+                if cuts[k + 1] > cuts[k]]
+        try:
+            for connection, share in busy:
+                connection.send((kind, weights, share, *fixed))
+            answers = [connection.recv() for connection, _ in busy]
+        except (EOFError, OSError):
+            raise UserError("a worker process died; run again, or pass --workers 1") from None
+        results = []
+        for status, answer in answers:
+            if status != 'ok':
+                raise UserError(f"a worker process failed: {answer}")
+            results.extend(answer)
+        return results
+
+    def close(self):
+        """Ask each worker to stop; end any that does not within a second."""
+        for connection in self.connections:
+            try:
+                connection.send(None)
+            except OSError:
+                pass
+        for process in self.processes:
+            process.join(timeout=1)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        for connection in self.connections:
+            connection.close()
+
+
+def start_workers(n_workers, tok):
+    """Workers when n_workers > 1 and this machine can start processes; otherwise None, which
+    means one process, with a one-line notice if processes could not be started."""
+    if n_workers <= 1:
+        return None
+    try:
+        return Workers(n_workers, tok)
+    except (OSError, ImportError, ValueError) as err:
+        print(f"microdiffusion.py: note: cannot start worker processes ({err}); "
+              f"training in one process, with the same result", file=sys.stderr)
+        return None
+
+
+# Let there be checkpoints: train once (--save), sample as often as you like (--load)
+CHECKPOINT_FORMAT, CHECKPOINT_VERSION = 'microdiffusion-model', 1
+
+
+def hyperparameters():
+    return {'n_layer': n_layer, 'n_embd': n_embd, 'block_size': block_size, 'n_head': n_head, 'mlp_hidden': mlp_hidden}
+
+
+def file_sha256(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_writable(path):
+    """Fail now, before minutes of training, if a model cannot be saved at path."""
+    if os.path.isdir(path):
+        raise UserError(f"cannot save the model as {path}: it is a directory")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.model-', suffix='.tmp', dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"cannot save the model as {path}: {err.strerror or err}") from None
+
+
+def save_model(path, tok, state_dict, length_probs, rng, args, names_sha256):
+    """One JSON file, written beside path and renamed onto it: never a partial file."""
+    model = {'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION,
+             'vocabulary': ''.join(tok.chars), 'hyperparameters': hyperparameters(),
+             'names_sha256': names_sha256, 'seed': args.seed,
+             'num_steps': args.num_steps, 'batch_size': args.batch_size, 'learning_rate': learning_rate,
+             'length_probs': length_probs, 'state_dict': as_floats(state_dict),
+             'rng_state': rng.getstate()}  # plain integers: a later run goes on where this one stopped
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix='.model-', suffix='.tmp', dir=folder)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # the permissions of a file made the ordinary way, not mkstemp's 0600
+        with os.fdopen(fd, 'w') as f:
+            json.dump(model, f)
+        os.replace(tmp_path, path)
+    except BaseException as err:
+        os.unlink(tmp_path)
+        if isinstance(err, OSError):
+            raise UserError(f"cannot save the model as {path}: {err.strerror or err}; nothing was written") from None
+        raise
+
+
+def load_model(path, tok, args, names_sha256, state_dict):
+    """Read and check a saved model; put its weights into state_dict. Returns its length model,
+    generator state and the training settings it records."""
+    def bad(why):
+        return UserError(f"{path} is not a usable model: {why}")
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, not a saved model")
+    try:
+        with open(path, encoding='utf-8') as f:
+            model = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; save one first with --save {path}") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    except ValueError as err:  # not JSON, cut short, or not UTF-8
+        raise bad(f"not complete JSON ({err})") from None
+    if not isinstance(model, dict) or model.get('format') != CHECKPOINT_FORMAT:
+        raise bad(f"not a {CHECKPOINT_FORMAT} file")
+    if model.get('version') != CHECKPOINT_VERSION:
+        raise bad(f"version {model.get('version')!r}; this code reads version {CHECKPOINT_VERSION}")
+    if model.get('hyperparameters') != hyperparameters():
+        raise bad(f"its hyperparameters {model.get('hyperparameters')} are not this code's {hyperparameters()}")
+    if model.get('names_sha256') != names_sha256:
+        raise UserError(f"{path} was trained on another names file (SHA-256 {str(model.get('names_sha256'))[:12]}...); "
+                        f"pass --input with the file it was trained on, or its held-out names would be mixed up")
+    if model.get('seed') != args.seed:
+        raise UserError(f"{path} was trained with --seed {model.get('seed')}; pass --seed {model.get('seed')} "
+                        f"so that its held-out names are the same")
+    if model.get('vocabulary') != ''.join(tok.chars):
+        raise bad("its vocabulary is not the one of the names file")
+    try:
+        length_probs = [float(p) for p in model['length_probs']]
+        rng_state = model['rng_state']
+        rng_state = (rng_state[0], tuple(rng_state[1]), rng_state[2])
+        random.Random().setstate(rng_state)
+        steps = (int(model['num_steps']), int(model['batch_size']), float(model['learning_rate']))
+        saved = model['state_dict']
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise bad(f"a field is missing or malformed ({type(err).__name__}: {err})") from None
+    if len(length_probs) != tok.max_letters + 1 or not all(math.isfinite(p) and p >= 0 for p in length_probs):
+        raise bad(f"its length model is not a probability per length 0..{tok.max_letters}")
+    if not isinstance(saved, dict) or set(saved) != set(state_dict):
+        raise bad(f"its weights are not the matrices {', '.join(state_dict)}")
+    for name, matrix in state_dict.items():
+        rows = saved[name]
+        if not isinstance(rows, list) or len(rows) != len(matrix) or any(
+                not isinstance(row, list) or len(row) != len(matrix[0]) for row in rows):
+            raise bad(f"weight matrix {name} is not {len(matrix)} x {len(matrix[0])}")
+        for row, saved_row in zip(matrix, rows):
+            for p, w in zip(row, saved_row):
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+                    raise bad(f"weight matrix {name} holds {w!r}, not a finite number")
+                p.data = float(w)
+    return length_probs, rng_state, steps
+
+
 # Let there be a run: the command line, and main() that ties the sections together
 def whole_number(minimum):
     """An argparse type: a whole number no smaller than minimum."""
@@ -653,7 +916,10 @@ def make_parser():
                     '(and counted). The vocabulary is every character left in the data.')
     parser.add_argument('--input', default=None, metavar='PATH',
                         help='text file with one name per line (default: input.txt, downloaded when missing)')
-    parser.add_argument('--num-steps', metavar='N', type=whole_number(1), default=8000, help='training steps, one name each (default 8000)')
+    parser.add_argument('--num-steps', metavar='N', type=whole_number(1), default=None, help=f'training steps (default {num_steps})')
+    parser.add_argument('--batch-size', metavar='B', type=whole_number(1), default=None, help=f'names per training step (default {batch_size})')
+    parser.add_argument('--workers', metavar='N', type=whole_number(1), default=None,
+                        help='processes that share the names of each step and of the evaluation; 1 starts none (default: one per core)')
     parser.add_argument('--num-samples', metavar='N', type=whole_number(0), default=20, help='names to print after training; 0 trains only (default 20)')
     parser.add_argument('--seed', metavar='N', type=int, default=42, help='seed of the one random generator (default 42)')
     parser.add_argument('--denoise-steps', metavar='N', type=whole_number(1), default=64, help='denoising steps per sample (default 64)')
@@ -662,6 +928,8 @@ def make_parser():
     parser.add_argument('--trace', action='store_true', help='print how the first sample emerges, step by step')
     parser.add_argument('--eval-names', metavar='N', type=whole_number(0), default=1000, help='held-out names for the NELBO estimate; 0 skips it (default 1000, all of them)')
     parser.add_argument('--sample-stats', type=whole_number(0), default=0, metavar='N', help='draw N more samples and print their statistics (default 0: off)')
+    parser.add_argument('--save', metavar='PATH', help='after training, save the model to PATH (one JSON file)')
+    parser.add_argument('--load', metavar='PATH', help='do not train: load the model saved at PATH (same --input and --seed)')
     return parser
 
 
@@ -704,19 +972,8 @@ def print_sample_stats(stats, sampler):
         print(f"{length:6d}  {stats['sample_hist'].get(length, 0):7.1%}  {stats['data_hist'].get(length, 0):7.1%}")
 
 
-def run(args, progress):
-    """The whole program; progress['step'] tells main() how far training got."""
-    rng, tok, train_names, heldout_names, length_probs, state_dict, too_long = prepare(
-        args.input or 'input.txt', args.seed, download=args.input is None)
-    parse_template(args.template, tok)  # a bad template fails now, not after training
-
-    print(f"names: {len(train_names) + len(heldout_names):,} "
-          f"({len(train_names):,} for training, {len(heldout_names):,} held out)")
-    if too_long:
-        print(f"skipped {too_long:,} names longer than {tok.max_letters} characters")
-    print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
-    print(f"parameters: {len(parameters(state_dict)):,}")
-
+def train_with_progress(args, progress, train_names, tok, state_dict, rng, workers):
+    """train(), with one progress line per 100 steps (rewritten in place on a terminal)."""
     in_place = sys.stdout.isatty()
     start = time.time()
     recent = []
@@ -730,21 +987,64 @@ def run(args, progress):
             line = (f"step {step:5d} / {args.num_steps} | loss {loss:.4f} | mean of last {len(recent):3d} "
                     f"{sum(recent) / len(recent):.4f} | {format_seconds(elapsed):>7} elapsed | {format_seconds(left):>7} left")
             print('\r' + line if in_place else line, end='\n' if not in_place or step == args.num_steps else '', flush=True)
-    train(train_names, tok, state_dict, args.num_steps, rng, report)
-    weights = as_floats(state_dict)
+    train(train_names, tok, state_dict, args.num_steps, rng, args.batch_size, report, workers)
 
-    if args.eval_names:
-        eval_names = heldout_names[:args.eval_names]
-        if not eval_names:
-            print("held-out NELBO: skipped, too few names to hold any out (it takes 10 or more)")
+
+def run(args, progress):
+    """The whole program; progress['step'] tells main() how far training got."""
+    if args.load and (args.num_steps or args.batch_size or args.save):
+        flag = '--num-steps' if args.num_steps else '--batch-size' if args.batch_size else '--save'
+        raise UserError(f"{flag} is about training, and --load does not train; leave it out")
+    args.num_steps, args.batch_size = args.num_steps or num_steps, args.batch_size or batch_size
+    names_path = args.input or 'input.txt'
+    rng, tok, train_names, heldout_names, length_probs, state_dict, too_long = prepare(
+        names_path, args.seed, download=args.input is None)
+    parse_template(args.template, tok)  # a bad template fails now, not after training
+    if args.save:
+        check_writable(args.save)  # and a model that cannot be saved, too
+
+    print(f"names: {len(train_names) + len(heldout_names):,} "
+          f"({len(train_names):,} for training, {len(heldout_names):,} held out)")
+    if too_long:
+        print(f"skipped {too_long:,} names longer than {tok.max_letters} characters")
+    print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
+    print(f"parameters: {len(parameters(state_dict)):,}")
+
+    # worker processes, started once, share the names of each training step (when the batch has
+    # more than one) and the held-out names of the evaluation
+    n_workers = args.workers or os.cpu_count() or 1
+    workers = start_workers(n_workers, tok)
+    try:
+        if args.load:
+            length_probs, rng_state, (args.num_steps, args.batch_size, lr) = load_model(
+                args.load, tok, args, file_sha256(names_path), state_dict)
+            rng.setstate(rng_state)  # the generator as training left it: the same samples follow
+            progress['step'] = args.num_steps
+            print(f"loaded {args.load}: {args.num_steps:,} steps of {args.batch_size} names, learning rate {lr:g}")
         else:
-            eval_rng = random.Random(args.seed + 1)  # its own generator: evaluating never changes the samples
-            per_char, stderr = heldout_nelbo(eval_names, tok, weights, length_probs, eval_rng)
-            baseline = context_free_nll(train_names, eval_names, tok, length_probs)
-            print(f"held-out NELBO: {per_char:.3f} ± {stderr:.3f} nats/char ({per_char / math.log(2):.3f} bits/char) "
-                  f"on {len(eval_names):,} names never trained on")
-            print(f"  without context (the same lengths, one letter distribution per position): "
-                  f"{baseline:.3f} nats/char on the same names")
+            train_with_progress(args, progress, train_names, tok, state_dict, rng,
+                                workers if min(n_workers, args.batch_size) > 1 else None)
+            if args.save:
+                save_model(args.save, tok, state_dict, length_probs, rng, args, file_sha256(names_path))
+                print(f"saved the model to {args.save} ({os.path.getsize(args.save) / 1024:,.0f} KiB)")
+        weights = as_floats(state_dict)
+
+        if args.eval_names:
+            eval_names = heldout_names[:args.eval_names]
+            if not eval_names:
+                print("held-out NELBO: skipped, too few names to hold any out (it takes 10 or more)")
+            else:
+                eval_rng = random.Random(args.seed + 1)  # its own generator: evaluating never changes the samples
+                per_char, stderr = heldout_nelbo(eval_names, tok, weights, length_probs, eval_rng,
+                                                 nelbos=workers.nelbos if workers else None)
+                baseline = context_free_nll(train_names, eval_names, tok, length_probs)
+                print(f"held-out NELBO: {per_char:.3f} ± {stderr:.3f} nats/char ({per_char / math.log(2):.3f} bits/char) "
+                      f"on {len(eval_names):,} names never trained on")
+                print(f"  without context (the same lengths, one letter distribution per position): "
+                      f"{baseline:.3f} nats/char on the same names")
+    finally:
+        if workers:
+            workers.close()
 
     train_set, heldout_set = set(train_names), set(heldout_names)
     if args.num_samples:
@@ -780,7 +1080,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         if sys.stdout.isatty():
             print()  # end the progress line that was being rewritten in place
-        where = (f"at training step {progress['step']} of {args.num_steps}"
+        where = ("after loading the model" if args.load else f"at training step {progress['step']} of {args.num_steps}"
                  if progress['step'] < args.num_steps else "after training")
         print(f"microdiffusion.py: interrupted {where}; nothing was written", file=sys.stderr)
         return 130

@@ -1,65 +1,147 @@
-"""The measurement that chose the confidence sampler's temperatures and choice noise.
+"""The measurement that chose the confidence sampler, on precision and recall at once.
 
-Not part of the unit tests. For each training seed it trains the default model, then draws
-1,000 names (by default) with every setting of the grid: the temperature falls with t from
-a start value to an end value, and choice_noise * t * Gumbel noise is added to each
-log-confidence. Prints a row per seed and setting, then the mean over the seeds of each
-setting, as a Markdown table for the README. A setting is kept if it makes at least 90% of
-its names distinct; among those, the one with the most real names (training plus held out)
-is the choice.
+Not part of the unit tests. For each training seed it trains the default model (and the
+left-to-right twin, tests/left_to_right.py, on the same split), then draws 1,000 names with
+every setting of the grid and judges them with tests/name_quality.py:
+- how the confidence is taken: the drawn letter's log-probability (MaskGIT, Dream's default);
+  the position's largest log-probability, before the draw (LLaDA's, at temperature 0); the
+  log of the margin between its two largest probabilities; or its negative entropy (Dream);
+- the temperature schedule, from its value at t = 1 to its value at t = 0 (equal: constant);
+- the choice noise: choice_noise * t * Gumbel noise added to each confidence.
+Two baselines: random order (the 'random' sampler) at temperature 1 and 0.5.
 
-Run: pypy3 tests/sampler_sweep.py --input ../shared/names.txt --seeds 42,1,2    (about 7 minutes
-under PyPy; CPython prints the same numbers, several times slower)
+The rule: keep the settings whose recall and first-letter TV are, on every seed, no worse than
+the left-to-right model's at temperature 0.5 (its mean over the seeds), with at least 95% of
+the names distinct on every seed; among those, the best mean precision.
+
+Run (the seeds can go to separate processes, then be summarised together):
+  pypy3 tests/sampler_sweep.py --input ../shared/names.txt --seeds 42 --json s42.json
+  pypy3 tests/sampler_sweep.py --summarize s42.json s1.json s2.json
 """
 import argparse
+import json
+import math
 import os
 import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 import microdiffusion as md
+import name_quality as nq
+import left_to_right as l2r
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument('--input', default='input.txt')
-parser.add_argument('--num-steps', type=int, default=md.make_parser().get_default('num_steps'))
-parser.add_argument('--seeds', default='42,1,2', help='comma-separated training seeds')
-parser.add_argument('--samples', type=int, default=1000, help='names per setting')
-parser.add_argument('--temperatures', default='0.7-0.3,0.8-0.3,0.9-0.3,1.0-0.3,1.1-0.3,0.8-0.4,1.0-0.5,1.2-0.5,0.9-0.6,0.6-0.2,1.0-1.0',
-                    help='comma-separated start-end pairs: the temperature at t = 1 and at t = 0')
-parser.add_argument('--noises', default='0,0.25,0.5,0.75,1,2', help='comma-separated choice_noise values')
-args = parser.parse_args()
 
-temperatures = [tuple(float(x) for x in pair.split('-')) for pair in args.temperatures.split(',')]
-noises = [float(x) for x in args.noises.split(',')]
-seeds = [int(x) for x in args.seeds.split(',')]
+def margin(probs, token):
+    first, second = sorted(probs)[-2:][::-1]
+    return math.log(first - second + 1e-12)
 
-print(f"# {sys.implementation.name} {sys.version.split()[0]}, {args.num_steps} training steps, "
-      f"{args.samples} names per setting", flush=True)
-print("| seed | temperature | choice noise | distinct | real names | held-out names | length TV | empty |")
-print("|---|---|---|---|---|---|---|---|", flush=True)
-results = {}
-for seed in seeds:
+
+MEASURES = {
+    'drawn': lambda probs, token: math.log(probs[token]),
+    'top': lambda probs, token: math.log(max(probs)),
+    'margin': margin,
+    'entropy': lambda probs, token: sum(p * math.log(p) for p in probs if p > 0),
+    'none': lambda probs, token: 0.0,  # with noise: random order
+}
+TEMPERATURES = [(1.1, 0.3), (1.0, 0.5), (1.0, 0.8), (1.0, 1.0), (0.7, 0.7), (0.5, 0.5)]
+NOISES = [0.0, 0.5, 1.0]
+FIGURES = ('precision', 'recall', 'first_tv', 'length_tv', 'distinct', 'in_train', 'in_heldout')
+
+
+def settings():
+    yield ('random', 'none', 1.0, 1.0, 0.0)
+    yield ('random order, T 0.5', 'none', 0.5, 0.5, 1.0)
+    for measure in ('drawn', 'top', 'margin', 'entropy'):
+        for start, end in TEMPERATURES:
+            for noise in NOISES:
+                yield (f"{measure}, T {start:g} -> {end:g}, noise {noise:g}", measure, start, end, noise)
+
+
+def measure_seed(path, seed, n_samples, num_steps):
+    rows = {}
     start = time.time()
-    rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(args.input, seed)
-    md.train(train_names, tok, state_dict, args.num_steps, rng)
+    rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(path, seed)
+    md.train(train_names, tok, state_dict, num_steps, rng, md.batch_size)
     weights = md.as_floats(state_dict)
-    for t_start, t_end in temperatures:
-        for noise in noises:
-            md.temperature_at_start, md.temperature_at_end, md.choice_noise = t_start, t_end, noise
-            sample_rng = random.Random(seed)  # the same draws for every setting of one model
-            samples = [md.sample(tok, weights, length_probs, sample_rng)[0] for _ in range(args.samples)]
-            st = md.sample_stats(samples, train_names, heldout_names)
-            row = (st['distinct'], st['in_train'] + st['in_heldout'], st['in_heldout'], st['length_tv'], st['empty'])
-            results.setdefault((t_start, t_end, noise), []).append(row)
-            print(f"| {seed} | {t_end:g} + {t_start - t_end:g} t | {noise:g} | {row[0]:.1%} | {row[1]:.1%} "
-                  f"| {row[2]:.1%} | {row[3]:.3f} | {row[4]:.1%} |", flush=True)
-    print(f"<!-- seed {seed}: {time.time() - start:.0f}s -->", flush=True)
+    nelbo, _ = md.heldout_nelbo(heldout_names, tok, weights, length_probs, random.Random(seed + 1))
+    judge = nq.Judge(train_names, heldout_names)
+    rows['real names'] = judge.real_names(random.Random(seed))
+    _, ltok, bos, lweights, _, _ = l2r.build(path, seed)
+    nll = l2r.heldout_nll(heldout_names, ltok, bos, lweights)
+    for temperature in (0.5, 1.0):
+        sample_rng = random.Random(seed)
+        rows[f'left to right, T {temperature:g}'] = judge.judge(
+            [l2r.sample(ltok, bos, lweights, sample_rng, temperature) for _ in range(n_samples)])
+    print(f"<!-- seed {seed}: held-out NELBO {nelbo:.4f}, left-to-right NLL {nll:.4f}, "
+          f"{time.time() - start:.0f}s -->", flush=True)
+    for label, measure, t_start, t_end, noise in settings():
+        sampler = 'random' if label == 'random' else 'confidence'
+        md.confidence, md.temperature_at_start, md.temperature_at_end, md.choice_noise = \
+            MEASURES[measure], t_start, t_end, noise
+        sample_rng = random.Random(seed)  # the same draws for every setting of one model
+        samples = [md.sample(tok, weights, length_probs, sample_rng, sampler=sampler)[0] for _ in range(n_samples)]
+        rows[label] = judge.judge(samples)
+        print(nq.row_text(f"{seed} {label}", rows[label]), flush=True)
+    return {'seed': seed, 'nelbo': nelbo, 'l2r_nll': nll, 'rows': rows}
 
-print(f"\nMean over seeds {args.seeds}:\n")
-print("| temperature | choice noise | distinct | real names | held-out names | length TV | lowest distinct |")
-print("|---|---|---|---|---|---|---|")
-for (t_start, t_end, noise), rows in results.items():
-    mean = [sum(column) / len(rows) for column in zip(*rows)]
-    print(f"| {t_end:g} + {t_start - t_end:g} t | {noise:g} | {mean[0]:.1%} | {mean[1]:.1%} | {mean[2]:.1%} "
-          f"| {mean[3]:.3f} | {min(row[0] for row in rows):.1%} |")
+
+def summarize(results):
+    seeds = [r['seed'] for r in results]
+    reference = {figure: sum(r['rows']['left to right, T 0.5'][figure] for r in results) / len(results)
+                 for figure in ('recall', 'first_tv')}
+    nelbos = ', '.join(f"{r['nelbo']:.3f}" for r in results)
+    nlls = ', '.join(f"{r['l2r_nll']:.3f}" for r in results)
+    print(f"held-out NELBO by seed {seeds}: {nelbos}; left-to-right NLL: {nlls}")
+    print(f"the bar (left to right at T 0.5, mean over seeds): recall {reference['recall']:.3f}, "
+          f"first-letter TV {reference['first_tv']:.3f}\n")
+    print("| setting | precision | recall | first-letter TV | length TV | distinct | real names | passes the bar |")
+    print("|---|---|---|---|---|---|---|---|")
+    chosen = None
+    for label in results[0]['rows']:
+        rows = [r['rows'][label] for r in results]
+        mean = {figure: sum(row[figure] for row in rows) / len(rows) for figure in FIGURES}
+        spread = {figure: (min(row[figure] for row in rows), max(row[figure] for row in rows)) for figure in FIGURES}
+        passes = all(row['recall'] <= reference['recall'] and row['first_tv'] <= reference['first_tv']
+                     and row['distinct'] >= 0.95 for row in rows)
+        candidate = passes and not label.startswith(('real', 'left', 'random'))
+        if candidate and (chosen is None or mean['precision'] < chosen[1]):
+            chosen = (label, mean['precision'])
+        print(f"| {label} | {mean['precision']:.3f} | {mean['recall']:.3f} ({spread['recall'][0]:.3f}-{spread['recall'][1]:.3f}) "
+              f"| {mean['first_tv']:.3f} ({spread['first_tv'][0]:.3f}-{spread['first_tv'][1]:.3f}) | {mean['length_tv']:.3f} "
+              f"| {mean['distinct']:.1%} (lowest {spread['distinct'][0]:.1%}) | {mean['in_train'] + mean['in_heldout']:.1%} "
+              f"| {'yes' if passes else 'no'} |")
+    print(f"\nchosen: {chosen[0] if chosen else 'nothing passes the bar'}"
+          + (f" (mean precision {chosen[1]:.3f})" if chosen else ''))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--input', default='input.txt')
+    parser.add_argument('--seeds', default='42,1,2')
+    parser.add_argument('--samples', type=int, default=1000)
+    parser.add_argument('--num-steps', type=int, default=md.num_steps, help='training steps (default: the default run\'s)')
+    parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
+    args = parser.parse_args()
+    if args.summarize:
+        results = []
+        for path in args.summarize:
+            with open(path) as f:
+                results.extend(json.load(f))
+        summarize(results)
+        return
+    print(f"# {sys.implementation.name} {sys.version.split()[0]}; {args.num_steps} steps of {md.batch_size} names, "
+          f"learning rate {md.learning_rate:g}; {args.samples} names per setting", flush=True)
+    print(nq.HEADER)
+    results = [measure_seed(args.input, int(seed), args.samples, args.num_steps) for seed in args.seeds.split(',')]
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f)
+    summarize(results)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,47 +1,114 @@
-"""Held-out NELBO and sample statistics for every sampler after 2000, 5000, the default and 10000 steps.
+"""How good the model gets with the names it sees: held-out NELBO and the judge's figures for
+several trainings, beside the left-to-right twin.
 
-Not part of the unit tests: it trains three models and draws thousands of names, which takes
-about 2 minutes under PyPy (pypy3 tests/sampler_table.py --input ../shared/names.txt) and
-several times that under CPython. Prints a Markdown table for the README.
+Not part of the unit tests. Each training is B:learning rate:steps. For each seed it trains
+each one (and the left-to-right twin on the same split), prints the held-out NELBO on all
+1,000 held-out names and judges 1,000 names from each sampler (tests/name_quality.py). The
+gap is how much worse than real names the precision and the recall are, added up: 0 is as
+good as real names on both axes.
+
+Run: pypy3 tests/sampler_table.py --input ../shared/names.txt --seeds 42 --json t42.json
+     pypy3 tests/sampler_table.py --summarize t42.json t1.json t2.json
 """
 import argparse
+import json
 import os
 import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 import microdiffusion as md
+import name_quality as nq
+import left_to_right as l2r
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument('--input', default='input.txt')
-parser.add_argument('--steps', default=f"2000,5000,{md.make_parser().get_default('num_steps')},10000",
-                    help='comma-separated training lengths (default: 2000, 5000, the default run\'s, 10000)')
-parser.add_argument('--samples', type=int, default=1000, help='samples per sampler')
-parser.add_argument('--eval-names', type=int, default=1000, help='held-out names for the NELBO')
-parser.add_argument('--seed', type=int, default=42)
-args = parser.parse_args()
+SAMPLERS = ('confidence', 'random')
 
-print(f"# {sys.implementation.name} {sys.version.split()[0]}, seed {args.seed}, "
-      f"{args.samples} samples per sampler, NELBO on {args.eval_names} held-out names", flush=True)
-print("| steps | held-out NELBO (nats/char) | sampler | distinct | real names | training names | held-out names | new | length TV | empty |")
-print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
-for num_steps in [int(n) for n in args.steps.split(',')]:
-    start = time.time()
-    rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(args.input, args.seed)
-    losses = md.train(train_names, tok, state_dict, num_steps, rng)
-    weights = md.as_floats(state_dict)
-    eval_names = heldout_names[:args.eval_names]
-    per_char, stderr = md.heldout_nelbo(eval_names, tok, weights, length_probs, random.Random(args.seed + 1))
-    baseline = md.context_free_nll(train_names, eval_names, tok, length_probs)
-    for sampler in md.SAMPLERS:
-        sample_rng = random.Random(args.seed)  # the same draws for every sampler and model
-        samples = [md.sample(tok, weights, length_probs, sample_rng, 64, sampler)[0] for _ in range(args.samples)]
-        st = md.sample_stats(samples, train_names, heldout_names)
-        print(f"| {num_steps} | {per_char:.3f} ± {stderr:.3f} | {sampler} | {st['distinct']:.1%} "
-              f"| {st['in_train'] + st['in_heldout']:.1%} | {st['in_train']:.1%} "
-              f"| {st['in_heldout']:.1%} | {st['new']:.1%} | {st['length_tv']:.3f} | {st['empty']:.1%} |", flush=True)
-        print(f"<!-- {num_steps} {sampler}: {' '.join(samples[:12])} -->", flush=True)
-    print(f"<!-- {num_steps} steps: context-free baseline {baseline:.3f} nats/char, "
-          f"mean loss of the last 100 steps {sum(losses[-100:]) / 100:.4f}, "
-          f"{time.time() - start:.0f}s -->", flush=True)
+
+def gap(row, real):
+    return row['precision'] - real['precision'] + row['recall'] - real['recall']
+
+
+def measure_seed(path, seed, trainings, n_samples):
+    result = {'seed': seed, 'rows': {}}
+    _, _, train_names, heldout_names, _, _, _ = md.prepare(path, seed)
+    judge = nq.Judge(train_names, heldout_names)
+    real = judge.real_names(random.Random(seed))
+    result['rows']['real names'] = {'row': real}
+    _, ltok, bos, lweights, _, _ = l2r.build(path, seed)
+    nll = l2r.heldout_nll(heldout_names, ltok, bos, lweights)
+    for temperature in (0.5, 1.0):
+        sample_rng = random.Random(seed)
+        row = judge.judge([l2r.sample(ltok, bos, lweights, sample_rng, temperature) for _ in range(n_samples)])
+        result['rows'][f'left to right, 1,000 steps of 1, T {temperature:g}'] = {'nelbo': nll, 'row': row, 'names': 1000}
+    for batch_size, lr, n_steps in trainings:
+        start = time.time()
+        rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(path, seed)
+        md.learning_rate = lr
+        md.train(train_names, tok, state_dict, n_steps, rng, batch_size)
+        weights = md.as_floats(state_dict)
+        nelbo, _ = md.heldout_nelbo(heldout_names, tok, weights, length_probs, random.Random(seed + 1))
+        for sampler in SAMPLERS:
+            sample_rng = random.Random(seed)
+            samples = [md.sample(tok, weights, length_probs, sample_rng, sampler=sampler)[0] for _ in range(n_samples)]
+            label = f"{n_steps:,} steps of {batch_size}, lr {lr:g}, {sampler}"
+            result['rows'][label] = {'nelbo': nelbo, 'row': judge.judge(samples), 'names': n_steps * batch_size,
+                                     'first': samples[:12]}
+        print(f"<!-- seed {seed}, {n_steps} steps of {batch_size}: NELBO {nelbo:.4f}, {time.time() - start:.0f}s -->", flush=True)
+    return result
+
+
+def summarize(results):
+    print("| training | names seen | held-out NELBO | sampler | precision | recall | first-letter TV | distinct | gap |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label in results[0]['rows']:
+        entries = [r['rows'][label] for r in results]
+        mean = lambda f: sum(f(e) for e in entries) / len(entries)
+        real = [r['rows']['real names']['row'] for r in results]
+        gaps = [gap(e['row'], rr) for e, rr in zip(entries, real)]
+        training, _, sampler = label.rpartition(', ')
+        nelbo = f"{mean(lambda e: e['nelbo']):.3f}" if 'nelbo' in entries[0] else ''
+        names = f"{entries[0]['names']:,}" if 'names' in entries[0] else ''
+        print(f"| {training or label} | {names} | {nelbo} | {sampler if training else ''} "
+              f"| {mean(lambda e: e['row']['precision']):.3f} | {mean(lambda e: e['row']['recall']):.3f} "
+              f"| {mean(lambda e: e['row']['first_tv']):.3f} | {mean(lambda e: e['row']['distinct']):.1%} "
+              f"| {sum(gaps) / len(gaps):.2f} ({min(gaps):.2f}-{max(gaps):.2f}) |")
+    for r in results:
+        for label, entry in r['rows'].items():
+            if 'first' in entry:
+                print(f"<!-- seed {r['seed']}, {label}: {' '.join(entry['first'])} -->")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--input', default='input.txt')
+    parser.add_argument('--seeds', default='42,1,2')
+    parser.add_argument('--trainings', default=f"1:0.01:8000,{md.batch_size}:{md.learning_rate}:{md.num_steps // 4},"
+                        f"{md.batch_size}:{md.learning_rate}:{md.num_steps},{md.batch_size}:{md.learning_rate}:{md.num_steps * 2},"
+                        f"{md.batch_size}:{md.learning_rate}:{md.num_steps * 4}",
+                        help='B:learning rate:steps, comma-separated (default: the old default, then the '
+                             'default at 1/4, 1, 2 and 4 times its steps)')
+    parser.add_argument('--samples', type=int, default=1000)
+    parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
+    args = parser.parse_args()
+    if args.summarize:
+        results = []
+        for path in args.summarize:
+            with open(path) as f:
+                results.extend(json.load(f))
+        summarize(results)
+        return
+    trainings = [(int(b), float(lr), int(n)) for b, lr, n in (t.split(':') for t in args.trainings.split(','))]
+    print(f"# {sys.implementation.name} {sys.version.split()[0]}, {args.samples} names per sampler", flush=True)
+    results = [measure_seed(args.input, int(seed), trainings, args.samples) for seed in args.seeds.split(',')]
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f)
+    summarize(results)
+
+
+if __name__ == '__main__':
+    main()

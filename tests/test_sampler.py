@@ -78,7 +78,7 @@ class TestSampler(unittest.TestCase):
         # only on it: without choice noise the letters must be committed in confidence order
         confidences = [0.2, 0.9, 0.5, 0.7, 0.1, 0.3]
         fake_model = lambda canvas, weights, positions=None: [[float(pos)] * TOK.vocab_size for pos in range(len(canvas))]
-        fake_draw = lambda scores, temperature, rng: (TOK.stoi['a'], confidences[int(scores[0])])
+        fake_draw = lambda scores, temperature, rng: (TOK.stoi['a'], [confidences[int(scores[0])]] * TOK.vocab_size)
         with mock.patch.object(md, 'mask_predictor', fake_model), mock.patch.object(md, 'draw', fake_draw), \
                 mock.patch.object(md, 'choice_noise', 0.0):
             _, trace = md.sample(TOK, None, LENGTHS, random.Random(0), 64, 'confidence', '______')
@@ -164,7 +164,7 @@ class TestEvaluation(unittest.TestCase):
         with mock.patch.object(md, 'mask_predictor', context_free):
             letters = TOK.encode('sophia')[:-1]
             exact = -math.log(LENGTHS[6]) + sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(letters))
-            estimate = md.nelbo('sophia', TOK, None, LENGTHS, random.Random(1), repeats=400)
+            estimate = md.nelbo('sophia', TOK, None, LENGTHS, md.nelbo_masks(6, random.Random(1), 400), repeats=400)
             self.assertAlmostEqual(estimate, exact, delta=0.005 * exact)
             # per character: a name of L letters counts L + 1
             per_char, stderr = md.heldout_nelbo(['sophia', 'sophia'], TOK, None, LENGTHS, random.Random(2), repeats=400)
@@ -180,7 +180,7 @@ class TestEvaluation(unittest.TestCase):
             calls.append(list(canvas))
             return [[0.0] * TOK.vocab_size for _ in canvas]
         with mock.patch.object(md, 'mask_predictor', fake_model):
-            md.nelbo('mia', TOK, None, LENGTHS, random.Random(0), repeats=2)
+            md.nelbo('mia', TOK, None, LENGTHS, md.nelbo_masks(3, random.Random(0), 2), repeats=2)
         self.assertEqual(sorted(canvas.count(TOK.MASK) for canvas in calls), [1, 1, 2, 2, 3, 3])
         self.assertTrue(all(len(canvas) == 4 and canvas[-1] == TOK.END for canvas in calls))
 

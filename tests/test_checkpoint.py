@@ -1,0 +1,144 @@
+"""Train once, sample many: --save writes the model, --load uses it without training."""
+import json
+import os
+import sys
+import unittest
+from unittest import mock
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import microdiffusion as md
+from test_cli import NAMES, Folder, run_script, snapshot, without_times
+
+TRAIN = ['--input', 'names.txt', '--num-steps', '12', '--batch-size', '2', '--num-samples', '4', '--eval-names', '3']
+AFTER = ['--input', 'names.txt', '--num-samples', '4', '--eval-names', '3']
+
+
+def after_training(stdout):
+    """What follows the training lines: the NELBO and the samples."""
+    lines = without_times(stdout).splitlines()
+    return lines[next(i for i, line in enumerate(lines) if line.startswith('held-out NELBO')):]
+
+
+class TestSaveAndLoad(Folder):
+    def setUp(self):
+        super().setUp()
+        self.write('names.txt', '\n'.join(NAMES) + '\n')
+        self.saved = run_script(TRAIN + ['--save', 'model.json', '--trace'], self.folder)
+        self.assertEqual(self.saved.returncode, 0, self.saved.stderr)
+        self.model_path = os.path.join(self.folder, 'model.json')
+
+    def test_load_prints_the_same_nelbo_and_names(self):
+        loaded = run_script(AFTER + ['--load', 'model.json', '--trace'], self.folder)
+        self.assertEqual((loaded.returncode, loaded.stderr), (0, ''))
+        self.assertIn('loaded model.json: 12 steps of 2 names, learning rate', loaded.stdout)
+        self.assertNotIn('step ', loaded.stdout.split('loaded')[1].split('---')[0])  # no training
+        self.assertEqual(after_training(self.saved.stdout), after_training(loaded.stdout))
+        # and a plain run without --save prints what the saving run printed
+        plain = run_script(TRAIN + ['--trace'], self.folder)
+        self.assertEqual(without_times(plain.stdout), without_times(self.saved.stdout).replace(
+            next(line for line in self.saved.stdout.splitlines() if line.startswith('saved')) + '\n', ''))
+
+    def test_the_file_holds_everything_named(self):
+        with open(self.model_path) as f:
+            model = json.load(f)
+        self.assertEqual((model['format'], model['version']), (md.CHECKPOINT_FORMAT, md.CHECKPOINT_VERSION))
+        self.assertEqual(model['vocabulary'], ''.join(sorted(set(''.join(NAMES)))))
+        self.assertEqual(model['hyperparameters'], md.hyperparameters())
+        self.assertEqual((model['num_steps'], model['batch_size'], model['seed']), (12, 2, 42))
+        self.assertEqual(model['names_sha256'], md.file_sha256(os.path.join(self.folder, 'names.txt')))
+        self.assertEqual(len(model['length_probs']), md.block_size)
+        self.assertEqual(len(model['rng_state'][1]), 625)
+        self.assertEqual(sum(len(m) * len(m[0]) for m in model['state_dict'].values()),
+                         int(self.saved.stdout.split('parameters: ')[1].split()[0].replace(',', '')))
+        self.assertEqual(oct(os.stat(self.model_path).st_mode & 0o777), oct(0o666 & ~self.umask()))
+
+    @staticmethod
+    def umask():
+        mask = os.umask(0)
+        os.umask(mask)
+        return mask
+
+    def test_a_failed_save_keeps_the_older_file_and_leaves_nothing(self):
+        before = snapshot(self.folder)
+        rng, tok, _, _, length_probs, state_dict, _ = md.prepare(os.path.join(self.folder, 'names.txt'), 42)
+        args = md.make_parser().parse_args(['--num-steps', '1', '--batch-size', '1'])
+        for error in (KeyboardInterrupt(), OSError(28, 'No space left on device')):
+            with self.subTest(error=error), mock.patch.object(md.json, 'dump', side_effect=error):
+                with self.assertRaises((KeyboardInterrupt, md.UserError)):
+                    md.save_model(self.model_path, tok, state_dict, length_probs, rng, args, 'x')
+            self.assertEqual(snapshot(self.folder), before)
+
+    def edited(self, name, change):
+        with open(self.model_path) as f:
+            model = json.load(f)
+        change(model)
+        with open(os.path.join(self.folder, name), 'w') as f:
+            json.dump(model, f)
+        return name
+
+    def assert_fails_cleanly(self, args, expect, code=1):
+        before = snapshot(self.folder)
+        result = run_script(args, self.folder)
+        self.assertEqual(result.returncode, code, result.stdout + result.stderr)
+        self.assertNotIn('Traceback', result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertTrue(result.stderr.startswith('microdiffusion.py: error: '), result.stderr)
+        self.assertIn(expect, result.stderr)
+        self.assertEqual(snapshot(self.folder), before)
+        return result
+
+    def test_bad_checkpoints(self):
+        with open(self.model_path) as f:
+            text = f.read()
+        self.write('truncated.json', text[:len(text) // 2])
+        self.write('notjson.json', 'hello')
+        self.write('binary.json', bytes(range(256)))
+        self.write('list.json', '[1, 2]')
+        os.mkdir(os.path.join(self.folder, 'folder.json'))
+        def set_weight(value):
+            return lambda m: m['state_dict']['layer1.mlp_fc2'][3].__setitem__(5, value)
+        cases = {
+            'missing.json': 'does not exist',
+            'folder.json': 'is a directory',
+            'notjson.json': 'not complete JSON',
+            'truncated.json': 'not complete JSON',
+            'binary.json': 'not complete JSON',
+            'list.json': 'not a microdiffusion-model file',
+            self.edited('format.json', lambda m: m.update(format='other')): 'not a microdiffusion-model file',
+            self.edited('version.json', lambda m: m.update(version=2)): 'version 2; this code reads version 1',
+            self.edited('hyper.json', lambda m: m['hyperparameters'].update(n_embd=32)): 'hyperparameters',
+            self.edited('vocab.json', lambda m: m.update(vocabulary='abc')): 'vocabulary',
+            self.edited('shape.json', lambda m: m['state_dict']['wpe'].pop()): 'wpe is not 16 x 16',
+            self.edited('ragged.json', lambda m: m['state_dict']['wte'][2].pop()): 'wte is not',
+            self.edited('nan.json', set_weight(float('nan'))): 'holds nan, not a finite number',
+            self.edited('inf.json', set_weight(float('inf'))): 'holds inf, not a finite number',
+            self.edited('text.json', set_weight('0.1')): "holds '0.1', not a finite number",
+            self.edited('nomatrix.json', lambda m: m['state_dict'].pop('wte')): 'its weights are not the matrices',
+            self.edited('norng.json', lambda m: m.pop('rng_state')): 'a field is missing or malformed',
+            self.edited('badrng.json', lambda m: m.update(rng_state=[3, [1, 2], None])): 'a field is missing or malformed',
+            self.edited('lengths.json', lambda m: m['length_probs'].pop()): 'its length model',
+        }
+        for path, expect in cases.items():
+            with self.subTest(checkpoint=path):
+                self.assert_fails_cleanly(AFTER + ['--load', path], expect)
+
+    def test_load_checks_the_data_the_seed_and_the_flags(self):
+        self.write('other.txt', '\n'.join(NAMES[:-1]) + '\n')
+        self.assert_fails_cleanly(['--input', 'other.txt', '--load', 'model.json'], 'trained on another names file')
+        self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], 'pass --seed 42')
+        for flag in (['--num-steps', '5'], ['--batch-size', '2'], ['--save', 'again.json']):
+            with self.subTest(flag=flag):
+                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag, f'{flag[0]} is about training')
+
+    def test_a_save_path_that_cannot_be_written_fails_before_training(self):
+        os.mkdir(os.path.join(self.folder, 'adir'))
+        for path, expect in (('adir', 'it is a directory'), ('nowhere/model.json', 'No such file or directory')):
+            with self.subTest(path=path):
+                result = self.assert_fails_cleanly(TRAIN + ['--save', path], expect)
+                self.assertNotIn('step ', result.stdout)  # no training was spent
+
+
+if __name__ == '__main__':
+    unittest.main()
