@@ -2,13 +2,13 @@
 microdiffusion: a masked diffusion language model in one file of pure Python.
 
 It learns ~32,000 human names and makes new ones the diffusion way: start from a row
-of [MASK] tokens and unmask them a few at a time, each step guided by a bidirectional
+of [MASK] tokens and unmask them step by step, each step guided by a bidirectional
 transformer that predicts every masked position from everything it can see.
 
 This is the diffusion companion of Karpathy's microgpt, and simplifies on purpose:
-a scalar autograd engine instead of tensors, one name per training step, a canvas as long
-as the name plus one END token (the length is drawn first, from the training names' lengths),
-a 2-layer model of 6,848 parameters, and no dependencies at all.
+a scalar autograd engine instead of tensors, four names per training step (each with its own
+graph), a canvas as long as the name plus one END token (the length is drawn first, from the
+training names' lengths), a 2-layer model of 6,848 parameters, and no dependencies at all.
 """
 
 import argparse        # the command-line flags
@@ -21,8 +21,8 @@ import operator        # operator.mul, the fast path of a float dot product
 import os              # os.path, os.replace for an all-or-nothing download
 import random          # random.Random, the one seeded source of randomness
 import signal          # workers leave Ctrl-C to the main process
-import sys             # sys.stdout, sys.stderr, sys.exit
-import tempfile        # the temporary file a download is written to first
+import sys             # sys.stdout, sys.stderr, sys.exit, sys.implementation
+import tempfile        # the temporary file a download or a saved model is written to first
 import time            # time.time for elapsed and remaining time
 import urllib.error    # urllib.error.URLError: what an offline download raises
 import urllib.request  # urllib.request.urlopen, used only when input.txt is missing
@@ -50,20 +50,27 @@ def download_names(path):
     if hashlib.sha256(payload).hexdigest() != DATA_SHA256:
         raise UserError(f"the download from {url} is not the expected file (SHA-256 mismatch); "
                         f"nothing was written")
-    # write beside the target, then rename: an interrupted download never leaves a partial file
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp_path = tempfile.mkstemp(prefix='.names-', suffix='.tmp', dir=folder)
+        write_whole_file(path, lambda f: f.write(payload), 'wb')
     except OSError as err:
-        raise UserError(f"cannot write {path} in {folder}: {err.strerror or err}; pass --input PATH") from None
+        raise UserError(f"cannot write {path}: {err.strerror or err}; nothing was written; "
+                        f"pass --input PATH") from None
+
+
+def write_whole_file(path, write, mode):
+    """Write a new file beside path with write(f), then rename it onto path: a write that fails
+    or is interrupted never leaves a partial file, and never damages what was at path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '-', suffix='.tmp', dir=folder)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(payload)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # the permissions of a file made the ordinary way, not mkstemp's 0600
+        with os.fdopen(fd, mode) as f:
+            write(f)
         os.replace(tmp_path, path)
-    except BaseException as err:
+    except BaseException:
         os.unlink(tmp_path)
-        if isinstance(err, OSError):
-            raise UserError(f"cannot write {path}: {err.strerror or err}; nothing was written") from None
         raise
 
 
@@ -239,9 +246,9 @@ n_head = 4             # attention heads
 head_dim = n_embd // n_head
 mlp_hidden = 4 * n_embd
 init_std = 0.08        # weights start as N(0, 0.08)
-batch_size = 1         # names per training step, their gradients averaged
-num_steps = 8000       # training steps
-learning_rate = 0.01   # decays linearly to 0
+batch_size = 4         # names per training step, their gradients averaged
+num_steps = 1600       # training steps
+learning_rate = 0.007  # decays linearly to 0
 beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
 t_min = 0.2            # training noise levels t are log-uniform in [t_min, 1]
 
@@ -478,7 +485,7 @@ def train(names, tok, state_dict, num_steps, rng, batch_size=1, on_step=None, gr
             losses.append(loss)
             if on_step:
                 on_step(step, loss)
-            if step % 100 == 0:
+            if step % 10 == 0:
                 gc.collect()  # cheap here; PyPy needs it, or it keeps dead graphs for a long time
     finally:
         if gc_was_enabled:
@@ -494,8 +501,9 @@ def nelbo_masks(n_letters, rng, repeats=1):
 
 
 def nelbo(name, tok, weights, length_probs, masks, repeats=1):
-    """An unbiased estimate of one name's negative ELBO in nats, an upper bound on -log p(name).
-    The length comes first and costs exactly -log p(L). For the absorbing (masking) process
+    """An unbiased estimate of one name's negative ELBO in nats, an upper bound on -log p(name),
+    p being the model's own distribution (the length model, then random-order unmasking at
+    temperature 1: the 'random' sampler, not the 'confidence' one). The length comes first and costs exactly -log p(L). For the absorbing (masking) process
     over the L letters, the rest is the sum over k = 1..L of c_k, where c_k is the mean
     cross-entropy over the masked letters when exactly k random letters are masked. Each c_k
     is estimated from the `repeats` subsets of size k in masks (from nelbo_masks)."""
@@ -543,14 +551,15 @@ def context_free_nll(train_names, test_names, tok, length_probs):
     return total_nll / sum(len(name) + 1 for name in test_names)
 
 
-# Let there be sampling: draw a length, then unmask its letters a few at a time
+# Let there be sampling: draw a length, then unmask its letters step by step
 SAMPLERS = ('confidence', 'random')
-# confidence sampler, chosen by tests/sampler_sweep.py (see the README): the temperature falls with
-# t, from 1.1 at t = 1 (the first letters a little more varied than the model's own odds) to 0.3
-# for the last ones, and choice_noise * t * Gumbel noise is added to each log-confidence: at this
-# temperature, the least noise that kept 90% of the names distinct for every seed measured
-temperature_at_start, temperature_at_end = 1.1, 0.3
-choice_noise = 0.75
+# confidence sampler, chosen by tests/sampler_sweep.py on precision and recall together (see the
+# README): the temperature falls with t from 1 (the model's own odds) to 0.8, and
+# choice_noise * t * Gumbel noise is added to each log-confidence, so that letters the model
+# rarely favours are not always sent back under MASK: names as varied as the left-to-right
+# model's, first letters included
+temperature_at_start, temperature_at_end = 1.0, 0.8
+choice_noise = 1.5
 
 
 def parse_template(template, tok):
@@ -602,8 +611,9 @@ def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidenc
     random      the model's own distribution (temperature 1), positions in random order: the
                 ancestral baseline
     confidence  a temperature that falls with t from temperature_at_start to
-                temperature_at_end; the most confident positions are kept, their order stirred
-                by a little Gumbel noise (choice_noise * t, MaskGIT) while t is high"""
+                temperature_at_end; the positions whose drawn letter is most probable are
+                kept, their order stirred by Gumbel noise (choice_noise * t, MaskGIT) while t
+                is high"""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
     tokens, open_ended = parse_template(template, tok)
@@ -702,8 +712,8 @@ def gradient_worker(connection, tok):
             connection.send(reply)
         except OSError:
             return
-        if requests % 100 == 0:
-            gc.collect()
+        if requests % 10 == 0:
+            gc.collect()  # as in train()
 
 
 class Workers:
@@ -809,27 +819,17 @@ def check_writable(path):
 
 
 def save_model(path, tok, state_dict, length_probs, rng, args, names_sha256):
-    """One JSON file, written beside path and renamed onto it: never a partial file."""
+    """The model as one JSON file, written whole or not at all (write_whole_file)."""
     model = {'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION,
              'vocabulary': ''.join(tok.chars), 'hyperparameters': hyperparameters(),
              'names_sha256': names_sha256, 'seed': args.seed,
              'num_steps': args.num_steps, 'batch_size': args.batch_size, 'learning_rate': learning_rate,
              'length_probs': length_probs, 'state_dict': as_floats(state_dict),
              'rng_state': rng.getstate()}  # plain integers: a later run goes on where this one stopped
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix='.model-', suffix='.tmp', dir=folder)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # the permissions of a file made the ordinary way, not mkstemp's 0600
-        with os.fdopen(fd, 'w') as f:
-            json.dump(model, f)
-        os.replace(tmp_path, path)
-    except BaseException as err:
-        os.unlink(tmp_path)
-        if isinstance(err, OSError):
-            raise UserError(f"cannot save the model as {path}: {err.strerror or err}; nothing was written") from None
-        raise
+        write_whole_file(path, lambda f: json.dump(model, f), 'w')
+    except OSError as err:
+        raise UserError(f"cannot save the model as {path}: {err.strerror or err}; nothing was written") from None
 
 
 def load_model(path, tok, args, names_sha256, state_dict):
@@ -919,7 +919,8 @@ def make_parser():
     parser.add_argument('--num-steps', metavar='N', type=whole_number(1), default=None, help=f'training steps (default {num_steps})')
     parser.add_argument('--batch-size', metavar='B', type=whole_number(1), default=None, help=f'names per training step (default {batch_size})')
     parser.add_argument('--workers', metavar='N', type=whole_number(1), default=None,
-                        help='processes that share the names of each step and of the evaluation; 1 starts none (default: one per core)')
+                        help='processes that share the names of each step and of the evaluation; 1 starts none '
+                             '(default: one per core; under PyPy 1)')
     parser.add_argument('--num-samples', metavar='N', type=whole_number(0), default=20, help='names to print after training; 0 trains only (default 20)')
     parser.add_argument('--seed', metavar='N', type=int, default=42, help='seed of the one random generator (default 42)')
     parser.add_argument('--denoise-steps', metavar='N', type=whole_number(1), default=64, help='denoising steps per sample (default 64)')
@@ -1011,8 +1012,11 @@ def run(args, progress):
     print(f"parameters: {len(parameters(state_dict)):,}")
 
     # worker processes, started once, share the names of each training step (when the batch has
-    # more than one) and the held-out names of the evaluation
-    n_workers = args.workers or os.cpu_count() or 1
+    # more than one) and the held-out names of the evaluation. Under PyPy a step is so fast that
+    # sending the weights costs more than a second core saves, and every process carries its own
+    # JIT (about 150 MB): there the default is one process
+    default_workers = 1 if sys.implementation.name == 'pypy' else os.cpu_count() or 1
+    n_workers = args.workers or default_workers
     workers = start_workers(n_workers, tok)
     try:
         if args.load:

@@ -16,9 +16,10 @@ first TV   total-variation distance between the samples' first letters and the t
 length TV  the same for lengths.
 distinct, in training set, held out (real names never trained on), empty: shares of samples.
 
-Reference rows: the held-out names for precision (the precision model has seen every training
-name, so training names would score too well), and 1,000 training names drawn at random for
-recall and the distances.
+Reference rows: real names (the held-out names for precision, since the precision model has
+seen every training name and training names would score too well; 1,000 training names drawn
+at random for recall and the distances), and the left-to-right twin of tests/left_to_right.py,
+trained on the same split, at temperatures 0.5 (microgpt's) and 1.
 
 Run: python tests/name_quality.py --input ../shared/names.txt [--seed 42] samples.txt [more.txt ...]
 (one name per line; the seed picks the same train/held-out split as microdiffusion.py --seed)
@@ -31,17 +32,20 @@ import sys
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import microdiffusion as md
+import left_to_right as l2r
 
 START, END = '^', '$'  # padding before a name, and the symbol that ends it
 
 
 class KneserNey:
     """Interpolated Kneser-Ney character n-gram model over names (Chen & Goodman 1999), with one
-    absolute discount per order, D = n1 / (n1 + 2 n2). The highest order uses counts; lower
-    orders use continuation counts (in how many contexts a suffix was seen), and the lowest
-    order is interpolated with the uniform distribution over the alphabet, so that every symbol
-    of the alphabet keeps some probability."""
+    absolute discount per order, D = n1 / (n1 + 2 n2), n_c being how many n-grams occur c
+    times. The highest order uses counts; lower orders use continuation counts (in how many
+    contexts a suffix was seen), and the lowest order is interpolated with the uniform
+    distribution over the alphabet, so that every symbol of the alphabet keeps some
+    probability."""
 
     def __init__(self, names, order, alphabet):
         self.order = order
@@ -69,7 +73,9 @@ class KneserNey:
         for level in self.counts:
             values = [c for row in level.values() for c in row.values()]
             n1, n2 = values.count(1), values.count(2)
-            self.discounts.append(n1 / (n1 + 2 * n2) if n1 + n2 else 0.5)
+            # kept inside [0.05, 0.95]: with no count of 1 (a small, repetitive sample) the estimate
+            # is 0, and a symbol the lower orders never saw would get no probability at all
+            self.discounts.append(min(max(n1 / (n1 + 2 * n2), 0.05), 0.95) if n1 + n2 else 0.5)
             self.totals.append({context: sum(row.values()) for context, row in level.items()})
 
     def prob(self, context, symbol):
@@ -162,11 +168,20 @@ def main():
     parser.add_argument('samples', nargs='+', help='files of sampled names, one per line')
     parser.add_argument('--input', default='input.txt', help='the names file the model was trained on')
     parser.add_argument('--seed', type=int, default=42, help="the training run's seed: it picks the split")
+    parser.add_argument('--twin-steps', type=int, default=l2r.num_steps,
+                        help='training steps of the left-to-right twin (default 1000); 0 leaves its rows out')
+    parser.add_argument('--twin-samples', type=int, default=1000, help='names the twin draws at each temperature')
     args = parser.parse_args()
     _, _, train_names, heldout_names, _, _, _ = md.prepare(args.input, args.seed)
     judge = Judge(train_names, heldout_names)
     print(HEADER)
     print(row_text('real names', judge.real_names(random.Random(args.seed))))
+    if args.twin_steps:
+        _, tok, bos, weights, _, _ = l2r.build(args.input, args.seed, args.twin_steps)
+        for temperature in (0.5, 1.0):
+            rng = random.Random(args.seed)
+            twin_samples = [l2r.sample(tok, bos, weights, rng, temperature) for _ in range(args.twin_samples)]
+            print(row_text(f'left to right, T {temperature:g}', judge.judge(twin_samples)))
     for path in args.samples:
         print(row_text(os.path.basename(path), judge.judge(read_names(path))))
 

@@ -51,16 +51,16 @@ NOISES = [0.0, 0.5, 1.0]
 FIGURES = ('precision', 'recall', 'first_tv', 'length_tv', 'distinct', 'in_train', 'in_heldout')
 
 
-def settings():
+def settings(measures=('drawn', 'top', 'margin', 'entropy'), temperatures=TEMPERATURES, noises=NOISES):
     yield ('random', 'none', 1.0, 1.0, 0.0)
     yield ('random order, T 0.5', 'none', 0.5, 0.5, 1.0)
-    for measure in ('drawn', 'top', 'margin', 'entropy'):
-        for start, end in TEMPERATURES:
-            for noise in NOISES:
+    for measure in measures:
+        for start, end in temperatures:
+            for noise in noises:
                 yield (f"{measure}, T {start:g} -> {end:g}, noise {noise:g}", measure, start, end, noise)
 
 
-def measure_seed(path, seed, n_samples, num_steps):
+def measure_seed(path, seed, n_samples, num_steps, grid):
     rows = {}
     start = time.time()
     rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(path, seed)
@@ -77,7 +77,7 @@ def measure_seed(path, seed, n_samples, num_steps):
             [l2r.sample(ltok, bos, lweights, sample_rng, temperature) for _ in range(n_samples)])
     print(f"<!-- seed {seed}: held-out NELBO {nelbo:.4f}, left-to-right NLL {nll:.4f}, "
           f"{time.time() - start:.0f}s -->", flush=True)
-    for label, measure, t_start, t_end, noise in settings():
+    for label, measure, t_start, t_end, noise in settings(*grid):
         sampler = 'random' if label == 'random' else 'confidence'
         md.confidence, md.temperature_at_start, md.temperature_at_end, md.choice_noise = \
             MEASURES[measure], t_start, t_end, noise
@@ -123,9 +123,15 @@ def main():
     parser.add_argument('--seeds', default='42,1,2')
     parser.add_argument('--samples', type=int, default=1000)
     parser.add_argument('--num-steps', type=int, default=md.num_steps, help='training steps (default: the default run\'s)')
+    parser.add_argument('--measures', default='drawn,top,margin,entropy')
+    parser.add_argument('--temperatures', default=','.join(f'{a:g}-{b:g}' for a, b in TEMPERATURES),
+                        help='start-end pairs: the temperature at t = 1 and at t = 0')
+    parser.add_argument('--noises', default=','.join(f'{x:g}' for x in NOISES))
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
     args = parser.parse_args()
+    grid = (args.measures.split(','), [tuple(float(x) for x in pair.split('-')) for pair in args.temperatures.split(',')],
+            [float(x) for x in args.noises.split(',')])
     if args.summarize:
         results = []
         for path in args.summarize:
@@ -136,7 +142,7 @@ def main():
     print(f"# {sys.implementation.name} {sys.version.split()[0]}; {args.num_steps} steps of {md.batch_size} names, "
           f"learning rate {md.learning_rate:g}; {args.samples} names per setting", flush=True)
     print(nq.HEADER)
-    results = [measure_seed(args.input, int(seed), args.samples, args.num_steps) for seed in args.seeds.split(',')]
+    results = [measure_seed(args.input, int(seed), args.samples, args.num_steps, grid) for seed in args.seeds.split(',')]
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f)

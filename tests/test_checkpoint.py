@@ -78,17 +78,6 @@ class TestSaveAndLoad(Folder):
             json.dump(model, f)
         return name
 
-    def assert_fails_cleanly(self, args, expect, code=1):
-        before = snapshot(self.folder)
-        result = run_script(args, self.folder)
-        self.assertEqual(result.returncode, code, result.stdout + result.stderr)
-        self.assertNotIn('Traceback', result.stderr)
-        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
-        self.assertTrue(result.stderr.startswith('microdiffusion.py: error: '), result.stderr)
-        self.assertIn(expect, result.stderr)
-        self.assertEqual(snapshot(self.folder), before)
-        return result
-
     def test_bad_checkpoints(self):
         with open(self.model_path) as f:
             text = f.read()
@@ -122,21 +111,21 @@ class TestSaveAndLoad(Folder):
         }
         for path, expect in cases.items():
             with self.subTest(checkpoint=path):
-                self.assert_fails_cleanly(AFTER + ['--load', path], expect)
+                self.assert_fails_cleanly(AFTER + ['--load', path], expect=expect)
 
     def test_load_checks_the_data_the_seed_and_the_flags(self):
         self.write('other.txt', '\n'.join(NAMES[:-1]) + '\n')
-        self.assert_fails_cleanly(['--input', 'other.txt', '--load', 'model.json'], 'trained on another names file')
-        self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], 'pass --seed 42')
+        self.assert_fails_cleanly(['--input', 'other.txt', '--load', 'model.json'], expect='trained on another names file')
+        self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], expect='pass --seed 42')
         for flag in (['--num-steps', '5'], ['--batch-size', '2'], ['--save', 'again.json']):
             with self.subTest(flag=flag):
-                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag, f'{flag[0]} is about training')
+                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag, expect=f'{flag[0]} is about training')
 
     def test_a_save_path_that_cannot_be_written_fails_before_training(self):
         os.mkdir(os.path.join(self.folder, 'adir'))
         for path, expect in (('adir', 'it is a directory'), ('nowhere/model.json', 'No such file or directory')):
             with self.subTest(path=path):
-                result = self.assert_fails_cleanly(TRAIN + ['--save', path], expect)
+                result = self.assert_fails_cleanly(TRAIN + ['--save', path], expect=expect)
                 self.assertNotIn('step ', result.stdout)  # no training was spent
 
 

@@ -51,6 +51,18 @@ class Folder(unittest.TestCase):
     def tearDown(self):
         self._tmp.cleanup()
 
+    def assert_fails_cleanly(self, args, code=1, expect=None):
+        before = snapshot(self.folder)
+        result = run_script(args, self.folder)
+        self.assertEqual(result.returncode, code, result.stdout + result.stderr)
+        self.assertNotIn('Traceback', result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertTrue(result.stderr.startswith('microdiffusion.py: error: '), result.stderr)
+        if expect:
+            self.assertIn(expect, result.stderr)
+        self.assertEqual(snapshot(self.folder), before)  # nothing of the user's changed
+        return result
+
     def write(self, name, content):
         path = os.path.join(self.folder, name)
         with open(path, 'wb') as f:
@@ -139,18 +151,6 @@ class TestEndToEnd(Folder):
 
 
 class TestBadInput(Folder):
-    def assert_fails_cleanly(self, args, code=1, expect=None):
-        before = snapshot(self.folder)
-        result = run_script(args, self.folder)
-        self.assertEqual(result.returncode, code, result.stdout + result.stderr)
-        self.assertNotIn('Traceback', result.stderr)
-        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
-        self.assertTrue(result.stderr.startswith('microdiffusion.py: error: '), result.stderr)
-        if expect:
-            self.assertIn(expect, result.stderr)
-        self.assertEqual(snapshot(self.folder), before)  # nothing of the user's changed
-        return result
-
     def test_bad_data_files(self):
         self.write('names.txt', '\n'.join(NAMES))
         self.write('empty.txt', '')
@@ -187,7 +187,8 @@ class TestBadInput(Folder):
         self.write('names.txt', '\n'.join(NAMES))
         for flags in (['--num-steps', '0'], ['--num-steps', '-3'], ['--num-steps', 'many'], ['--num-steps', '2.5'],
                       ['--num-samples', '-1'], ['--denoise-steps', '0'], ['--eval-names', 'x'],
-                      ['--seed', 'abc'], ['--sampler', 'greedy'], ['--bogus']):
+                      ['--seed', 'abc'], ['--sampler', 'greedy'], ['--bogus'], ['--batch-size', '0'],
+                      ['--batch-size', 'x'], ['--workers', '0'], ['--workers', '-2'], ['--save'], ['--load']):
             with self.subTest(flags=flags):
                 self.assert_fails_cleanly(['--input', 'names.txt'] + flags, code=2)
 

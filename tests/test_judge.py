@@ -37,6 +37,12 @@ class TestKneserNey(unittest.TestCase):
             self.assertAlmostEqual(sum(model.prob(context, s) for s in model.symbols), 1.0)
         self.assertGreater(model.prob('^^q', 'x'), 0.0)  # never seen, still possible
 
+    def test_a_sample_with_no_singletons_still_gives_every_symbol_a_probability(self):
+        model = nq.KneserNey(['ab', 'ab', 'ba', 'ba'], 2, 'abq')  # every count is 2 or more
+        self.assertGreater(model.prob('^', 'q'), 0.0)
+        self.assertGreater(model.prob('a', 'q'), 0.0)
+        self.assertAlmostEqual(sum(model.prob('a', s) for s in model.symbols), 1.0)
+
     def test_lower_orders_count_contexts(self):
         model = nq.KneserNey(['xa', 'ya', 'za', 'b', 'b', 'b'], 2, 'abxyz')
         # as a unigram, 'b' occurs as often as 'a', but after one context only (the start)
@@ -83,14 +89,17 @@ class TestJudge(unittest.TestCase):
                 f.write('\n'.join(NAMES) + '\n')
             with open(samples, 'w') as f:
                 f.write('emma\nzara\n\nkai\n')
-            result = subprocess.run([sys.executable, os.path.join(HERE, 'name_quality.py'), '--input', data, samples],
+            result = subprocess.run([sys.executable, os.path.join(HERE, 'name_quality.py'), '--input', data,
+                                     '--twin-steps', '5', '--twin-samples', '7', samples],
                                     capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
         rows = [line for line in result.stdout.splitlines() if line.startswith('| ')]
         n_train = len(NAMES) - len(NAMES) // 10
         self.assertTrue(rows[1].startswith(f'| real names | {n_train} |'), rows)
-        self.assertTrue(rows[2].startswith('| samples.txt | 4 |'), rows)
-        self.assertTrue(rows[2].endswith('| 25.0% |'), rows)  # one empty name of four
+        self.assertTrue(rows[2].startswith('| left to right, T 0.5 | 7 |'), rows)
+        self.assertTrue(rows[3].startswith('| left to right, T 1 | 7 |'), rows)
+        self.assertTrue(rows[4].startswith('| samples.txt | 4 |'), rows)
+        self.assertTrue(rows[4].endswith('| 25.0% |'), rows)  # one empty name of four
 
 
 class TestLeftToRight(unittest.TestCase):

@@ -48,6 +48,28 @@ if args.time:
                 workers.close()
             print(f"B={batch_size:2d} workers={n_workers}: {per_step * 1000:6.1f} ms/step, "
                   f"{per_step / batch_size * 1000:5.2f} ms/name", flush=True)
+    # where a step of the default batch goes: each name's gradient (parallel), the rest (serial)
+    batch_size = md.batch_size
+    state_dict = md.init_params(tok.vocab_size, random.Random(1))
+    params = md.parameters(state_dict)
+    optimizer = md.Adam(params)
+    rng = random.Random(0)
+    name_times, serial_times = [], []
+    for step in range(60):
+        batch = []
+        for b in range(batch_size):
+            clean = tok.encode(train_names[step * batch_size + b])
+            batch.append((clean, md.corrupt(clean, md.noise_level(rng), rng, tok.MASK)))
+        start = time.time()
+        results = [md.name_gradient(clean, noisy, tok, state_dict, params) for clean, noisy in batch]
+        middle = time.time()
+        for p, *name_grads in zip(params, *(grad for _, grad in results)):
+            p.grad = sum(name_grads) / batch_size
+        optimizer.step(0.0)
+        name_times.append((middle - start) / batch_size)
+        serial_times.append(time.time() - middle)
+    per_name, serial = sorted(name_times)[30], sorted(serial_times)[30]
+    print(f"B={batch_size}: one name's gradient {per_name * 1000:.1f} ms, averaging and Adam {serial * 1000:.1f} ms (medians)")
     sys.exit()
 
 ms_per_name = {int(b): float(ms) for b, ms in (pair.split(':') for pair in args.ms_per_name.split(','))}
