@@ -650,19 +650,19 @@ def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidenc
     return tok.decode(canvas), trace
 
 
-def count_known(samples, train_set, heldout_set):
-    """How many samples are training names, and how many are held-out names: real names the
-    model never saw."""
-    in_train = sum(name in train_set for name in samples)
-    in_heldout = sum(name in heldout_set and name not in train_set for name in samples)
-    return in_train, in_heldout
+def count_known(samples, trained_on, real_names):
+    """How many samples are names the model was trained on, and how many are real names it
+    never saw (held out, or training names that training never reached)."""
+    trained = sum(name in trained_on for name in samples)
+    unseen = sum(name in real_names and name not in trained_on for name in samples)
+    return trained, unseen
 
 
 def sample_stats(samples, train_names, heldout_names):
     """How varied and how name-like a list of samples is, and how far its length histogram is
     from the training names' (total-variation distance: half the sum of absolute differences)."""
     n = len(samples)
-    in_train, in_heldout = count_known(samples, set(train_names), set(heldout_names))
+    in_train, in_heldout = count_known(samples, set(train_names), set(train_names) | set(heldout_names))
     def histogram(names):
         counts = {}
         for name in names:
@@ -1050,7 +1050,9 @@ def run(args, progress):
         if workers:
             workers.close()
 
-    train_set, heldout_set = set(train_names), set(heldout_names)
+    # training reads the names in order, so it has seen the first num_steps * batch_size of them
+    trained_on = set(train_names[:args.num_steps * args.batch_size])
+    real_names = set(train_names) | set(heldout_names)
     if args.num_samples:
         print(f"--- {args.num_samples} samples ({args.sampler} sampler, {args.denoise_steps} denoising steps) ---")
         samples = []
@@ -1058,12 +1060,12 @@ def run(args, progress):
             name, trace = sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler, args.template)
             if n == 1:
                 first_trace = trace
-            mark = '  (in training set)' if name in train_set else '  (held out: real, never trained on)' if name in heldout_set else ''
+            mark = '  (trained on)' if name in trained_on else '  (real, never trained on)' if name in real_names else ''
             print(f"sample {n:2d}: {name}{mark}")
             samples.append(name)
-        in_train, in_heldout = count_known(samples, train_set, heldout_set)
-        print(f"{len(samples) - in_train - in_heldout} new, {in_train} in the training set, "
-              f"{in_heldout} held-out names (real names the model never saw)")
+        trained, unseen = count_known(samples, trained_on, real_names)
+        print(f"{len(samples) - trained - unseen} new, {trained} the model was trained on, "
+              f"{unseen} real {'name' if unseen == 1 else 'names'} it never saw")
         if args.trace:
             print_trace(first_trace, tok)
 

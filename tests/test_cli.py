@@ -95,6 +95,31 @@ class TestEndToEnd(Folder):
         other_seed = run_script(args + ['--seed', '7'], self.folder)
         self.assertNotEqual(without_times(first.stdout), without_times(other_seed.stdout))
 
+    def test_marks_say_what_the_model_saw(self):
+        # a long list and a short training: most training names are never reached
+        names = sorted({a + b + c for a in 'bdklmnrst' for b in 'aeiou' for c in 'nlry'})
+        path = self.write('names.txt', '\n'.join(names) + '\n')
+        result = run_script(['--input', 'names.txt', '--num-steps', '40', '--batch-size', '2',
+                             '--num-samples', '40', '--eval-names', '0', '--workers', '1'], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        _, _, train_names, heldout_names, _, _, _ = md.prepare(path, 42)
+        trained_on = set(train_names[:80])
+        counts = {'trained': 0, 'unseen': 0, 'new': 0}
+        for name, mark in re.findall(r'^sample +\d+: ([a-z]+)(.*)$', result.stdout, re.M):
+            if name in trained_on:
+                self.assertEqual(mark, '  (trained on)')
+                counts['trained'] += 1
+            elif name in train_names or name in heldout_names:
+                self.assertEqual(mark, '  (real, never trained on)')
+                counts['unseen'] += 1
+            else:
+                self.assertEqual(mark, '')
+                counts['new'] += 1
+        unseen = f"{counts['unseen']} real name" + ('' if counts['unseen'] == 1 else 's')
+        self.assertIn(f"{counts['new']} new, {counts['trained']} the model was trained on, {unseen} it never saw",
+                      result.stdout)
+        self.assertGreater(counts['unseen'], 0)  # the case the marks are for
+
     def test_num_samples_zero_trains_only(self):
         self.write('names.txt', '\n'.join(NAMES))
         result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '0', '--eval-names', '0'], self.folder)

@@ -209,6 +209,11 @@ class TestSampleStats(unittest.TestCase):
         self.assertAlmostEqual(md.sample_stats(['ab', ''], ['ab'], [])['empty'], 0.5)
         self.assertAlmostEqual(md.sample_stats(train, train, [])['length_tv'], 0.0)
 
+    def test_count_known_separates_trained_on_from_real_but_unseen(self):
+        trained_on, real = {'anna', 'bob'}, {'anna', 'bob', 'cleo', 'dan'}  # cleo: never reached
+        samples = ['anna', 'cleo', 'dan', 'zed', 'bob', 'anna']
+        self.assertEqual(md.count_known(samples, trained_on, real), (3, 2))
+
 
 if __name__ == '__main__':
     unittest.main()
