@@ -677,7 +677,7 @@ def sample_stats(samples, train_names, heldout_names):
             'sample_hist': sample_hist, 'data_hist': data_hist}
 
 
-# Let there be more cores: worker processes that compute the gradients of a batch's names
+# Let there be more cores: worker processes that share each step's names and the evaluation's
 def gradient_worker(connection, tok):
     """One worker process: its own copy of the model. A request is ('gradients', weights, batch),
     answered with each name's (loss, gradient) from name_gradient, or ('nelbo', weights,

@@ -51,6 +51,18 @@ class TestSampler(unittest.TestCase):
                         self.assertEqual(name, TOK.decode(previous))
                         self.assertEqual(len(name), n_letters)
 
+    def test_default_steps_commit_one_letter_per_pass_and_few_steps_several(self):
+        for n_letters in range(1, md.block_size):
+            def most_per_step(n_steps):
+                kept = [round(n_letters * md.cosine_noise(i, n_steps)) for i in range(n_steps, -1, -1)]
+                return max(a - b for a, b in zip(kept, kept[1:]))
+            self.assertEqual(most_per_step(64), 1, n_letters)
+            if n_letters >= 4:
+                self.assertGreater(most_per_step(4), 1, n_letters)
+        _, trace = self.run_sampler('confidence', template='________', n_steps=4)
+        committed = [canvas.count(TOK.MASK) for *_, canvas in trace]
+        self.assertGreater(max(a - b for a, b in zip(committed, committed[1:])), 1)  # a pass with several
+
     def test_lengths_come_from_the_length_model(self):
         lengths = [0.0, 0.0, 0.0, 0.7, 0.0, 0.3] + [0.0] * 10
         rng = random.Random(2)
