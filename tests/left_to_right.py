@@ -16,7 +16,6 @@ prints the held-out NLL in the same units as microdiffusion.py's NELBO (nats per
 end, on the same held-out names) and writes samples at temperatures 0.5 (microgpt's) and 1.0.
 """
 import argparse
-import math
 import os
 import random
 import sys

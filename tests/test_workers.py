@@ -2,7 +2,6 @@
 result does not depend on how many processes computed it."""
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
