@@ -63,6 +63,28 @@ class Folder(unittest.TestCase):
         self.assertEqual(snapshot(self.folder), before)  # nothing of the user's changed
         return result
 
+    def interrupt_training(self, args, while_training=None):
+        """Start the script, and once training has started press Ctrl-C as a terminal does: SIGINT
+        to its whole process group (the script and any worker). Returns its exit code and stderr.
+        A parent started in the background may ignore SIGINT, and Python keeps an ignored SIGINT
+        ignored: the child gets the default disposition, as from a terminal."""
+        def own_group_default_sigint():
+            os.setpgrp()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        process = subprocess.Popen([sys.executable, SCRIPT] + args, cwd=self.folder, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, preexec_fn=own_group_default_sigint)
+        try:
+            for line in process.stdout:
+                if line.startswith('step '):  # training has started
+                    break
+            if while_training:
+                while_training()
+            os.killpg(process.pid, signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        return process.returncode, stderr
+
     def write(self, name, content):
         path = os.path.join(self.folder, name)
         with open(path, 'wb') as f:
@@ -220,20 +242,8 @@ class TestBadInput(Folder):
     def test_ctrl_c_during_training(self):
         self.write('names.txt', '\n'.join(NAMES))
         before = snapshot(self.folder)
-        # a parent started in the background may ignore SIGINT, and Python keeps an ignored
-        # SIGINT ignored: give the child the default disposition, as a terminal would
-        process = subprocess.Popen([sys.executable, SCRIPT, '--input', 'names.txt', '--num-steps', '100000'],
-                                   cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        try:
-            for line in process.stdout:
-                if line.startswith('step '):  # training has started
-                    break
-            process.send_signal(signal.SIGINT)
-            _, stderr = process.communicate(timeout=60)
-        finally:
-            process.kill()
-        self.assertEqual(process.returncode, 130)
+        code, stderr = self.interrupt_training(['--input', 'names.txt', '--num-steps', '100000'])
+        self.assertEqual(code, 130)
         self.assertEqual(len(stderr.splitlines()), 1, stderr)
         self.assertRegex(stderr, r'^microdiffusion.py: interrupted at training step \d+ of 100000')
         self.assertEqual(snapshot(self.folder), before)

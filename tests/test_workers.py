@@ -3,7 +3,6 @@ result does not depend on how many processes computed it."""
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 import unittest
@@ -13,7 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import microdiffusion as md
-from test_cli import NAMES, Folder, SCRIPT, run_script, snapshot, without_times
+from test_cli import NAMES, Folder, run_script, snapshot, without_times
 
 
 def fresh(seed=0):
@@ -139,23 +138,10 @@ class TestWorkersEndToEnd(Folder):
         self.write('names.txt', '\n'.join(NAMES))
         before = snapshot(self.folder)
         # Ctrl-C in a terminal reaches the whole process group: the script and its workers
-        def own_group_default_sigint():
-            os.setpgrp()
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-        process = subprocess.Popen([sys.executable, SCRIPT, '--input', 'names.txt', '--num-steps', '100000',
-                                    '--batch-size', '2', '--workers', '2'],
-                                   cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   preexec_fn=own_group_default_sigint)
-        try:
-            for line in process.stdout:
-                if line.startswith('step '):
-                    break
-            self.assertEqual(len(processes_in(self.folder)), 3)  # the script and two workers
-            os.killpg(process.pid, signal.SIGINT)
-            _, stderr = process.communicate(timeout=60)
-        finally:
-            process.kill()
-        self.assertEqual(process.returncode, 130)
+        code, stderr = self.interrupt_training(
+            ['--input', 'names.txt', '--num-steps', '100000', '--batch-size', '2', '--workers', '2'],
+            while_training=lambda: self.assertEqual(len(processes_in(self.folder)), 3))  # the script, two workers
+        self.assertEqual(code, 130)
         self.assertEqual(len(stderr.splitlines()), 1, stderr)
         self.assertRegex(stderr, r'^microdiffusion.py: interrupted at training step \d+ of 100000')
         for _ in range(20):
