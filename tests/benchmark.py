@@ -4,13 +4,17 @@ Times, interleaved in one process, the median seconds per training step and per 
 over a 6-letter name's canvas (6 letters and END) of the same model, with the same weights, on:
   plain      a deliberately plain micrograd-style engine (the BASELINE, defined below): a set
              of children, a closure per node for its backward, a recursive topological sort
-  project    microdiffusion's Value: n-ary sum and dot nodes, fused rmsnorm, attention and
-             cross-entropy nodes, an iterative topological sort; timed with the cyclic garbage
-             collector on (as a script runs by default) and off (as train() runs it)
+  project    microdiffusion's Value: n-ary sum and dot nodes, an iterative topological sort;
+             timed with the cyclic garbage collector on (as a script runs by default) and off
+             (as train() runs it)
   floats     microdiffusion's forward pass on plain floats: no graph at all (sampling, evaluation)
-and, to measure each speed-up on its own, microdiffusion's Value with its speed-ups taken
-away: no n-ary and no fused nodes (every op a primitive one), then n-ary nodes but no fused
-ones. It prints the nodes each step builds, the ratios, and the model passes the sampler makes.
+and, to measure each speed-up on its own: the project's Value with binary nodes only (every
+sum and dot product a chain of + and *), with the collector on and paused; with the last
+layer finishing every position instead of only the masked ones; and with fused attention,
+rmsnorm and cross-entropy nodes, each alone and all three (not used by the file, see README).
+A speed-up is the median over repeats of a ratio within one repeat (against the plain engine,
+and against this engine), so that a machine whose speed drifts moves both sides together. It
+prints the nodes that backward() orders in one step, and the model passes the sampler makes.
 
 Run: python tests/benchmark.py [--repeats N]     (also under pypy3)
 """
@@ -145,29 +149,51 @@ def plain_forward_loss(token_ids, clean, sd, mask_id):
 # ---------------------------------------------------------------------------------------------
 
 
-# The project's building blocks with its speed-ups taken away, for the ablation rows
-def composed_blocks(nary):
-    """linear, rmsnorm, attend and cross_entropy from the project's primitive Value ops: with
-    nary, sums and dot products are n-ary nodes; without, chains of binary nodes."""
+# The project's engine with its n-ary nodes taken away, or with fused nodes added, for the
+# ablation rows
+def binary_nodes():
+    """dot and total from binary nodes only: n products and n - 1 additions, as micrograd does."""
+    return {'dot': lambda ws, xs: sum(w * x for w, x in zip(ws, xs)), 'total': sum}
+
+
+def fused_nodes():
+    """attention, rmsnorm and cross_entropy as fused nodes: each output one node with a local
+    gradient derived by hand. The file used these until they were measured against the plain
+    blocks; they are kept here, to measure."""
     Value = md.Value
-    add_up = Value.sum if nary else sum
-    def dot(ws, xs):
-        return Value.dot(ws, xs) if nary else sum(w * x for w, x in zip(ws, xs))
-    def linear(x, w):
-        return [dot(w_row, x) for w_row in w]
-    def rmsnorm(x):
-        scale = (add_up([xi * xi for xi in x]) / len(x) + 1e-5) ** -0.5
+    def attention(q, keys, values):  # out_d = sum_j w_j v_jd, w = softmax(s), s_j = q . k_j / c
+        if not isinstance(q[0], Value):
+            return md_attention(q, keys, values)
+        c = math.sqrt(len(q))
+        scores = [md.dot(q, k) for k in keys]  # one n-ary node each, then fused from here on
+        weights = md_softmax([s.data / c for s in scores])
+        outputs = []
+        for d in range(len(q)):  # d(out_d)/d(v_jd) = w_j, d(out_d)/d(s_j) = w_j (v_jd - out_d) / c
+            column = [v[d] for v in values]
+            v_data = [v.data for v in column]
+            out = sum(w * x for w, x in zip(weights, v_data))
+            local = [w * (x - out) / c for w, x in zip(weights, v_data)] + weights
+            outputs.append(Value(out, scores + column, local))
+        return outputs
+    def rmsnorm(x):  # d(scale)/d(x_i) = -x_i scale^3 / n
+        if not isinstance(x[0], Value):
+            return md_rmsnorm(x)
+        data = [xi.data for xi in x]
+        scale = (sum(xi * xi for xi in data) / len(data) + 1e-5) ** -0.5
+        scale = Value(scale, tuple(x), tuple(-xi * scale ** 3 / len(data) for xi in data))
         return [xi * scale for xi in x]
-    def attend(scores, v_columns):
-        top = max(s.data for s in scores)
-        exps = [((s - top) / math.sqrt(md.head_dim)).exp() for s in scores]
-        total = add_up(exps)
-        weights = [e / total for e in exps]
-        return [dot(weights, column) for column in v_columns]
-    def cross_entropy(logits, target):
-        top = max(z.data for z in logits)
-        return add_up([(z - top).exp() for z in logits]).log() + top - logits[target]
-    return {'linear': linear, 'rmsnorm': rmsnorm, 'attend': attend, 'cross_entropy': cross_entropy}
+    def cross_entropy(logits, target):  # d(loss)/d(z_j) = softmax(z)_j - [j == target]
+        if not isinstance(logits[0], Value):
+            return md_cross_entropy(logits, target)
+        data = [z.data for z in logits]
+        top = max(data)
+        log_total = top + math.log(sum(math.exp(z - top) for z in data))
+        return Value(log_total - data[target], tuple(logits),
+                     tuple(math.exp(z - log_total) - (j == target) for j, z in enumerate(data)))
+    return {'attention': attention, 'rmsnorm': rmsnorm, 'cross_entropy': cross_entropy}
+
+
+md_softmax, md_attention, md_rmsnorm, md_cross_entropy = md.softmax, md.attention, md.rmsnorm, md.cross_entropy
 
 
 def with_blocks(blocks, fn):
@@ -201,8 +227,10 @@ def main():
     optimizer = md.Adam(project_params)
 
     # one fixed corrupted name per repeat, the same for every engine
-    cases = []
-    for _ in range(args.repeats):
+    # the first is fixed, so that its node counts are comparable: 3 of 'isabella''s 8 letters hidden
+    clean = tok.encode('isabella')
+    cases = [(clean, [tok.MASK if pos in (0, 3, 5) else token for pos, token in enumerate(clean)])]
+    for _ in range(args.repeats - 1):
         clean = tok.encode(rng.choice(names))
         cases.append((clean, md.corrupt(clean, md.noise_level(rng), rng, tok.MASK)))
 
@@ -232,6 +260,10 @@ def main():
         loss = md.masked_loss(md.mask_predictor(case[1], state_dict, masked), case[0], case[1], tok.MASK)
         counts['last step'] = loss.backward()
         optimizer.step(0.0)  # lr 0: the full Adam loop, weights unchanged
+    def all_positions_step(case):  # the last layer finishes every position, not only the masked ones
+        loss = md.masked_loss(md.mask_predictor(case[1], state_dict), case[0], case[1], tok.MASK)
+        counts['last step'] = loss.backward()
+        optimizer.step(0.0)
     def without_gc(fn):
         def wrapped(case):
             gc.disable()
@@ -241,18 +273,21 @@ def main():
                 gc.enable()
         return wrapped
 
-    unfused_nary, unfused_binary = composed_blocks(nary=True), composed_blocks(nary=False)
-    for blocks, name in ((unfused_binary, 'no n-ary'), (unfused_nary, 'n-ary')):  # they agree too
+    binary, fused = binary_nodes(), fused_nodes()
+    for blocks, name in ((binary, 'no n-ary nodes'), (fused, 'fused nodes')):  # they agree too
         loss = with_blocks(blocks, lambda: md.masked_loss(md.mask_predictor(noisy, state_dict), clean, noisy, tok.MASK))()
-        print(f"same loss with the speed-ups taken away ({name}): {loss.data:.12f}")
+        print(f"same loss with {name}: {loss.data:.12f}")
     del loss
     step_cases = (
         ('plain engine (baseline)', plain_step),
-        ('Value, primitive ops only, gc on', with_blocks(unfused_binary, project_step)),
-        ('  + gc paused (no cycles)', without_gc(with_blocks(unfused_binary, project_step))),
-        ('  + n-ary sum and dot nodes', without_gc(with_blocks(unfused_nary, project_step))),
-        ('  + fused rmsnorm/attend/CE', without_gc(project_step)),
+        ('Value, binary nodes only, gc on', with_blocks(binary, project_step)),
+        ('  + gc paused (no cycles)', without_gc(with_blocks(binary, project_step))),
+        ('  + n-ary sum and dot = this engine', without_gc(project_step)),
         ('this engine, gc on', project_step),
+        ('this engine, last layer at every position', without_gc(all_positions_step)),
+    ) + tuple((f'this engine + fused {name} (unused)', without_gc(with_blocks({name: block}, project_step)))
+              for name, block in fused.items()) + (
+        ('this engine + all three fused (unused)', without_gc(with_blocks(fused, project_step))),
     )
     forward_cases = (
         ('plain forward', lambda: plain_forward_loss(canvas, tok.encode('sophia'), plain_sd, tok.MASK)),
@@ -267,7 +302,8 @@ def main():
             start = time.perf_counter()
             fn(case)
             timings[label].append(time.perf_counter() - start)
-            counts[label] = counts['last step']
+            if case is cases[0]:  # nodes counted on one case, the first
+                counts[label] = counts['last step']
             gc.collect()
         for label, fn in forward_cases:
             start = time.perf_counter()
@@ -275,15 +311,20 @@ def main():
             timings[label].append(time.perf_counter() - start)
             gc.collect()
 
+    # the speed-up of a row is the median, over repeats, of its ratio to the reference row in the
+    # same repeat: a machine whose speed drifts between repeats moves both times together
     med = {key: statistics.median(values) for key, values in timings.items()}
-    plain = med['plain engine (baseline)']
-    print(f"{'training step':34s} {'median s':>9s} {'speed-up':>9s} {'nodes':>9s}")
+    def speed_up(reference, label):
+        return statistics.median(r / t for r, t in zip(timings[reference], timings[label]))
+    this = '  + n-ary sum and dot = this engine'
+    print(f"{'training step':42s} {'median s':>9s} {'speed-up':>9s} {'vs this':>8s} {'nodes':>7s}")
     for label, _ in step_cases:
-        print(f"{label:34s} {med[label]:9.4f} {plain / med[label]:8.1f}x {counts[label]:9,d}")
-    print(f"{'forward pass, 6 letters and END':34s} {'median s':>9s} {'speed-up':>9s}")
+        print(f"{label:42s} {med[label]:9.4f} {speed_up('plain engine (baseline)', label):8.1f}x "
+              f"{speed_up(this, label):7.2f}x {counts[label]:7,d}")
+    print(f"{'forward pass, 6 letters and END':42s} {'median s':>9s} {'speed-up':>9s}")
     for label, _ in forward_cases:
-        print(f"{label:34s} {med[label]:9.4f} {med['plain forward'] / med[label]:8.1f}x")
-    print("(nodes: those computed in the step; parameters and constants are not counted)")
+        print(f"{label:42s} {med[label]:9.4f} {speed_up('plain forward', label):8.1f}x")
+    print("(nodes: those backward() orders in the first case, 3 of isabella's 8 letters hidden; parameters and constants not counted)")
 
     # the sampler runs the model only at steps that commit something
     length_probs = md.length_model(names, tok.max_letters)

@@ -8,8 +8,8 @@ What changes from mask_predictor, and nothing else:
 - the target at each position is the next token, every position carries loss;
 - 1 layer and a separate output matrix lm_head (microgpt's), 1,000 steps of one name at
   learning rate 0.01 (microgpt's).
-The Value engine, linear, rmsnorm, attend, cross_entropy, Adam and its settings, the data and
-its train/held-out split all come from microdiffusion.py.
+The Value engine, the building blocks (linear, rmsnorm, attention, cross_entropy), Adam and its
+settings, the data and its train/held-out split all come from microdiffusion.py.
 
 Run: python tests/left_to_right.py --input ../shared/names.txt [--seed 42] [--samples 1000 --out PREFIX]
 prints the held-out NLL in the same units as microdiffusion.py's NELBO (nats per letter and
@@ -46,7 +46,6 @@ def gpt(token_ids, state_dict):
     sd = state_dict
     x = [md.rmsnorm([te + pe for te, pe in zip(sd['wte'][token], sd['wpe'][pos])])
          for pos, token in enumerate(token_ids)]
-    heads = [slice(h * md.head_dim, (h + 1) * md.head_dim) for h in range(md.n_head)]
     for i in range(n_layer):
         x_norm = [md.rmsnorm(xi) for xi in x]
         k = [md.linear(xi, sd[f'layer{i}.attn_wk']) for xi in x_norm]
@@ -55,11 +54,10 @@ def gpt(token_ids, state_dict):
         for pos in range(len(token_ids)):
             q = md.linear(x_norm[pos], sd[f'layer{i}.attn_wq'])
             attn_out = []
-            for head in heads:
+            for h in range(md.n_head):
+                hs = slice(h * md.head_dim, (h + 1) * md.head_dim)
                 # causal: the keys and values of this position and the ones before it, no later
-                k_h = [k_pos[head] for k_pos in k[:pos + 1]]
-                v_h = [[v_pos[d] for v_pos in v[:pos + 1]] for d in range(head.start, head.stop)]
-                attn_out.extend(md.attend(md.linear(q[head], k_h), v_h))
+                attn_out.extend(md.attention(q[hs], [k_j[hs] for k_j in k[:pos + 1]], [v_j[hs] for v_j in v[:pos + 1]]))
             x_attn = [a + b for a, b in zip(md.linear(attn_out, sd[f'layer{i}.attn_wo']), x[pos])]
             hidden = md.relu(md.linear(md.rmsnorm(x_attn), sd[f'layer{i}.mlp_fc1']))
             x_next.append([a + b for a, b in zip(md.linear(hidden, sd[f'layer{i}.mlp_fc2']), x_attn)])
@@ -72,8 +70,7 @@ def name_loss(name, tok, bos, state_dict):
     tokens = [bos] + [tok.stoi[ch] for ch in name] + [bos]
     logits = gpt(tokens[:-1], state_dict)
     losses = [md.cross_entropy(z, target) for z, target in zip(logits, tokens[1:])]
-    total = md.Value.sum(losses) if isinstance(losses[0], md.Value) else sum(losses)
-    return total * (1.0 / len(losses)), len(losses)
+    return md.total(losses) * (1.0 / len(losses)), len(losses)
 
 
 def train(names, tok, bos, state_dict, num_steps=num_steps):
@@ -99,7 +96,7 @@ def heldout_nll(names, tok, bos, weights):
 def sample(tok, bos, weights, rng, temperature):
     tokens = [bos]
     while len(tokens) <= tok.max_letters:  # at most 15 letters, as the diffusion canvas holds
-        probs = md.softmax(gpt(tokens, weights)[-1], temperature)
+        probs = md.softmax([z / temperature for z in gpt(tokens, weights)[-1]])
         token = rng.choices(range(len(probs)), weights=probs)[0]
         if token == bos:
             break

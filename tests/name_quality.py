@@ -14,7 +14,8 @@ recall     a character 3-gram model of the same kind, fitted on the samples, sco
 first TV   total-variation distance between the samples' first letters and the training
            names' (half the sum of absolute differences; 0 is the same histogram).
 length TV  the same for lengths.
-distinct, in training set, held out (real names never trained on), empty: shares of samples.
+distinct, in training set (the whole split, whether training reached a name or not), held out
+(never trained on), empty: shares of samples.
 
 Reference rows: real names (the held-out names for precision, since the precision model has
 seen every training name and training names would score too well; 1,000 training names drawn

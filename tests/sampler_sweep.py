@@ -17,6 +17,9 @@ the names distinct on every seed; among those, the best mean precision.
 Run (the seeds can go to separate processes, then be summarised together):
   pypy3 tests/sampler_sweep.py --input ../shared/names.txt --seeds 42 --json s42.json
   pypy3 tests/sampler_sweep.py --summarize s42.json s1.json s2.json
+The README's rows only (with the two baselines, which every run includes):
+  --settings drawn:1.1-0.3:0.75,drawn:0.5-0.5:0,drawn:1-0.8:1,drawn:1-0.8:1.5,drawn:1-1:1,
+             top:0.7-0.7:0,margin:0.7-0.7:0,entropy:0.7-0.7:0   (one argument, no spaces)
 """
 import argparse
 import json
@@ -51,13 +54,14 @@ NOISES = [0.0, 0.5, 1.0]
 FIGURES = ('precision', 'recall', 'first_tv', 'length_tv', 'distinct', 'in_train', 'in_heldout')
 
 
-def settings(measures=('drawn', 'top', 'margin', 'entropy'), temperatures=TEMPERATURES, noises=NOISES):
+def settings(measures=('drawn', 'top', 'margin', 'entropy'), temperatures=TEMPERATURES, noises=NOISES, listed=None):
+    """The baselines, then every measure x temperature schedule x noise of the grid, or only the
+    listed (measure, start, end, noise) settings."""
     yield ('random', 'none', 1.0, 1.0, 0.0)
     yield ('random order, T 0.5', 'none', 0.5, 0.5, 1.0)
-    for measure in measures:
-        for start, end in temperatures:
-            for noise in noises:
-                yield (f"{measure}, T {start:g} -> {end:g}, noise {noise:g}", measure, start, end, noise)
+    grid = listed or [(m, start, end, noise) for m in measures for start, end in temperatures for noise in noises]
+    for measure, start, end, noise in grid:
+        yield (f"{measure}, T {start:g} -> {end:g}, noise {noise:g}", measure, start, end, noise)
 
 
 def measure_seed(path, seed, n_samples, num_steps, grid):
@@ -127,11 +131,20 @@ def main():
     parser.add_argument('--temperatures', default=','.join(f'{a:g}-{b:g}' for a, b in TEMPERATURES),
                         help='start-end pairs: the temperature at t = 1 and at t = 0')
     parser.add_argument('--noises', default=','.join(f'{x:g}' for x in NOISES))
+    parser.add_argument('--settings', help='instead of the grid, only these: measure:start-end:noise, comma-separated '
+                                           '(e.g. drawn:1-0.8:1.5,top:0.7-0.7:0)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
     args = parser.parse_args()
     grid = (args.measures.split(','), [tuple(float(x) for x in pair.split('-')) for pair in args.temperatures.split(',')],
             [float(x) for x in args.noises.split(',')])
+    if args.settings:
+        listed = []
+        for item in args.settings.split(','):
+            measure, temperatures, noise = item.split(':')
+            start, end = (float(x) for x in temperatures.split('-'))
+            listed.append((measure, start, end, float(noise)))
+        grid = grid + (listed,)
     if args.summarize:
         results = []
         for path in args.summarize:

@@ -1,7 +1,9 @@
 """Train once, sample many: --save writes the model, --load uses it without training."""
 import json
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 from unittest import mock
 
@@ -22,11 +24,22 @@ def after_training(stdout):
 
 
 class TestSaveAndLoad(Folder):
+    @classmethod
+    def setUpClass(cls):  # one training for the class; every test gets its own copy of the files
+        cls.trained = tempfile.TemporaryDirectory()
+        with open(os.path.join(cls.trained.name, 'names.txt'), 'w') as f:
+            f.write('\n'.join(NAMES) + '\n')
+        cls.saved = run_script(TRAIN + ['--save', 'model.json', '--trace'], cls.trained.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.trained.cleanup()
+
     def setUp(self):
         super().setUp()
-        self.write('names.txt', '\n'.join(NAMES) + '\n')
-        self.saved = run_script(TRAIN + ['--save', 'model.json', '--trace'], self.folder)
         self.assertEqual(self.saved.returncode, 0, self.saved.stderr)
+        for name in ('names.txt', 'model.json'):
+            shutil.copy(os.path.join(self.trained.name, name), self.folder)
         self.model_path = os.path.join(self.folder, 'model.json')
 
     def test_load_prints_the_same_nelbo_and_names(self):

@@ -95,7 +95,7 @@ class Folder(unittest.TestCase):
 class TestEndToEnd(Folder):
     def test_runs_and_is_reproducible(self):
         self.write('names.txt', '\n'.join(NAMES) + '\n')
-        args = ['--input', 'names.txt', '--num-steps', '30', '--num-samples', '4', '--eval-names', '3', '--trace']
+        args = ['--input', 'names.txt', '--num-steps', '10', '--num-samples', '4', '--eval-names', '3', '--trace']
         first, second = run_script(args, self.folder), run_script(args, self.folder)
         self.assertEqual(first.returncode, 0, first.stderr)
         self.assertEqual(first.stderr, '')
@@ -106,7 +106,7 @@ class TestEndToEnd(Folder):
         self.assertIn(f'parameters: {(n_chars + 2) * 16 + 6400:,}', lines)  # wte grows, the rest is 6,400
         self.assertEqual(sum(1 for line in lines if re.match(r'sample +\d+: [a-z]+', line)), 4)
         self.assertTrue(any(line.startswith('held-out NELBO: ') for line in lines))
-        self.assertTrue(any(line.startswith('step    30 / 30 | loss ') for line in lines))
+        self.assertTrue(any(line.startswith('step    10 / 10 | loss ') for line in lines))
         self.assertIn("--- how sample 1 emerged ('_' is MASK, '.' is END) ---", lines)
         first_name = re.search(r'sample  1: ([a-z]+)', first.stdout).group(1)
         trace_rows = lines[lines.index(' step      t  temp  canvas') + 1:]

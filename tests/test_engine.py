@@ -1,7 +1,6 @@
-"""The Value engine against central finite differences: every op, the n-ary and fused nodes."""
+"""The Value engine and the building blocks against central finite differences and hand computations."""
 import math
 import os
-import random
 import sys
 import unittest
 
@@ -82,30 +81,44 @@ class GradCheck(unittest.TestCase):
         self.assertAlmostEqual(out.data, 0.3 * 0.7 - 1.2 * 0.1 - 2.0 * 0.5)
         self.check(lambda v: Value.dot(v[:2], v[:2]), [0.3, -1.2])  # the same values on both sides
 
-    def test_fused_rmsnorm(self):
+    def test_rmsnorm(self):
         xs = [0.5, -1.5, 2.0, 0.25]
         for j in range(len(xs)):
             with self.subTest(output=j):
                 self.check(lambda v: md.rmsnorm(v)[j], xs)
-        # its value against a hand computation
+        # its value against a hand computation, with Values and with floats
         rms = math.sqrt(sum(x * x for x in xs) / 4 + 1e-5)
         self.assertAlmostEqual(md.rmsnorm([Value(x) for x in xs])[1].data, -1.5 / rms, places=12)
+        self.assertAlmostEqual(md.rmsnorm(xs)[1], -1.5 / rms, places=12)
 
-    def test_fused_attend(self):
-        rng = random.Random(3)
-        scores = [rng.uniform(-2, 2) for _ in range(5)]
-        columns = [[rng.uniform(-1, 1) for _ in range(5)] for _ in range(2)]
-        def build(v, out_index):
-            return md.attend(v[:5], [v[5:10], v[10:15]])[out_index]
-        for out_index in range(2):
-            with self.subTest(output=out_index):
-                self.check(lambda v: build(v, out_index), scores + columns[0] + columns[1])
-        # its value against a hand computation: softmax(s / sqrt(head_dim)) . v
-        exps = [math.exp(s / math.sqrt(md.head_dim)) for s in scores]
-        want = sum(e * c for e, c in zip(exps, columns[1])) / sum(exps)
-        self.assertAlmostEqual(md.attend(scores, columns)[1], want, places=12)
+    def test_softmax(self):
+        logits = [0.2, -1.0, 3.0, 0.5]
+        for j in range(len(logits)):
+            with self.subTest(output=j):
+                self.check(lambda v: md.softmax(v)[j], logits)
+        want = [math.exp(z) / sum(math.exp(y) for y in logits) for z in logits]
+        for got in (md.softmax(logits), [p.data for p in md.softmax([Value(z) for z in logits])]):
+            for g, w in zip(got, want):
+                self.assertAlmostEqual(g, w, places=12)
+        self.assertEqual(md.softmax([1000.0, 0.0]), [1.0, math.exp(-1000.0)])  # no overflow
 
-    def test_fused_cross_entropy(self):
+    def test_attention(self):
+        # one head of size 2 reading 3 positions: q (2), then 3 keys and 3 values (2 each)
+        xs = [0.3, -0.8, 0.5, 1.0, -0.4, 0.2, 1.5, -1.1, 0.7, 0.1, -0.6, 0.9, 0.4, -0.3, 2.0]
+        def head(v, d):
+            q, keys, values = v[0:2], [v[2:4], v[4:6], v[6:8]], [v[8:10], v[10:12], v[12:14]]
+            return md.attention(q, keys, values)[d] * v[14]  # through one more weight, as wo does
+        for d in range(2):
+            with self.subTest(output=d):
+                self.check(lambda v: head(v, d), xs)
+        # by hand: the softmax of q . k / sqrt(2), then the weighted sum of the values
+        scores = [(0.3 * k0 - 0.8 * k1) / math.sqrt(2) for k0, k1 in ((0.5, 1.0), (-0.4, 0.2), (1.5, -1.1))]
+        weights = [math.exp(z) / sum(math.exp(y) for y in scores) for z in scores]
+        want = sum(w * v0 for w, v0 in zip(weights, (0.7, -0.6, 0.4)))
+        self.assertAlmostEqual(md.attention(xs[0:2], [xs[2:4], xs[4:6], xs[6:8]], [xs[8:10], xs[10:12], xs[12:14]])[0],
+                               want, places=12)
+
+    def test_cross_entropy(self):
         logits = [0.2, -1.0, 3.0, 0.5]
         out = self.check(lambda v: md.cross_entropy(v, 1), logits)
         want = -math.log(math.exp(-1.0) / sum(math.exp(z) for z in logits))
@@ -114,6 +127,15 @@ class GradCheck(unittest.TestCase):
         # no overflow and no log(0) far from zero
         self.assertAlmostEqual(md.cross_entropy([1000.0, 0.0], 0), 0.0, places=12)
         self.assertAlmostEqual(md.cross_entropy([1000.0, 0.0], 1), 1000.0, places=9)
+
+    def test_linear_and_relu_on_values_and_floats(self):
+        w = [[0.5, -1.0], [2.0, 0.25], [-0.5, -0.5]]
+        x = [1.5, 0.5]
+        want = [0.25, 3.125, -1.0]
+        self.assertEqual(md.linear(x, w), want)
+        self.assertEqual([y.data for y in md.linear([Value(xi) for xi in x], [[Value(wi) for wi in row] for row in w])], want)
+        self.assertEqual(md.relu(want), [0.25, 3.125, 0.0])
+        self.assertEqual([y.data for y in md.relu([Value(y) for y in want])], [0.25, 3.125, 0.0])
 
     def test_deep_graph_needs_no_recursion(self):
         x = Value(1.0)

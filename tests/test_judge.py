@@ -108,6 +108,12 @@ class TestLeftToRight(unittest.TestCase):
         self.bos = len(self.tok.chars)
         self.state_dict = l2r.init_params(self.bos + 1, random.Random(0))
 
+    def test_parameter_count(self):
+        # the README: with the 26 letters and BOS, 4,192 parameters (one layer and an lm_head)
+        state_dict = l2r.init_params(27, random.Random(0))
+        self.assertEqual(len(md.parameters(state_dict)), 2 * 27 * 16 + 16 * 16 + 4 * 16 * 16 + 2 * 64 * 16)
+        self.assertEqual(len(md.parameters(state_dict)), 4192)
+
     def test_attention_is_causal(self):
         weights = md.as_floats(self.state_dict)
         one, two = [self.bos, 3, 4, 5, 6], [self.bos, 3, 4, 9, 1]

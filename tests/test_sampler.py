@@ -51,12 +51,39 @@ class TestSampler(unittest.TestCase):
                         self.assertEqual(name, TOK.decode(previous))
                         self.assertEqual(len(name), n_letters)
 
+    def test_the_shortcut_would_commit_every_letter_in_the_first_steps(self):
+        # the README: keeping int(n_masked * s / t) hidden at each step, instead of
+        # round(n0 * s), commits one letter at each of the first L steps, at t near 1
+        for n_letters in range(1, md.block_size):
+            n_masked, committed_at = n_letters, []
+            for step, i in enumerate(range(64, 0, -1), 1):
+                t, s = md.cosine_noise(i, 64), md.cosine_noise(i - 1, 64)
+                keep = int(n_masked * s / t)
+                committed_at += [step] * (n_masked - keep)
+                n_masked = keep
+            self.assertEqual(committed_at, list(range(1, n_letters + 1)), n_letters)
+
+    def test_temperatures_at_the_first_and_the_last_letter(self):
+        # the README: with 64 steps a name of 2 to 15 letters gets its first letter at a
+        # temperature of 0.95 to 0.99 and its last at 0.81 to 0.85; a single letter at 0.90
+        for n_letters in range(1, md.block_size):
+            _, trace = self.run_sampler('confidence', template='_' * n_letters)
+            temperatures = [temperature for _, _, temperature, _ in trace[1:]]
+            first, last = temperatures[0], temperatures[-1]
+            if n_letters == 1:
+                self.assertAlmostEqual(first, 0.90, delta=0.005)
+            else:
+                self.assertTrue(0.95 <= round(first, 2) <= 0.99, (n_letters, first))
+                self.assertTrue(0.81 <= round(last, 2) <= 0.85, (n_letters, last))
+
     def test_default_steps_commit_one_letter_per_pass_and_few_steps_several(self):
         for n_letters in range(1, md.block_size):
             def most_per_step(n_steps):
                 kept = [round(n_letters * md.cosine_noise(i, n_steps)) for i in range(n_steps, -1, -1)]
                 return max(a - b for a, b in zip(kept, kept[1:]))
             self.assertEqual(most_per_step(64), 1, n_letters)
+            # the README's table: 16 steps commit two letters in one pass only for 12 letters or more
+            self.assertEqual(most_per_step(16), 1 if n_letters < 12 else 2, n_letters)
             if n_letters >= 4:
                 self.assertGreater(most_per_step(4), 1, n_letters)
         _, trace = self.run_sampler('confidence', template='________', n_steps=4)
@@ -67,7 +94,7 @@ class TestSampler(unittest.TestCase):
         lengths = [0.0, 0.0, 0.0, 0.7, 0.0, 0.3] + [0.0] * 10
         rng = random.Random(2)
         for sampler in md.SAMPLERS:
-            names = [md.sample(TOK, WEIGHTS, lengths, rng, 8, sampler)[0] for _ in range(300)]
+            names = [md.sample(TOK, WEIGHTS, lengths, rng, 2, sampler)[0] for _ in range(300)]
             self.assertEqual({len(name) for name in names}, {3, 5})
             self.assertAlmostEqual(sum(len(name) == 3 for name in names) / 300, 0.7, delta=0.08)
 
@@ -143,7 +170,7 @@ class TestSampler(unittest.TestCase):
 
     def test_template_with_star_draws_the_length_at_least_the_templates(self):
         rng = random.Random(5)
-        names = [md.sample(TOK, WEIGHTS, LENGTHS, rng, 8, 'confidence', 'ma__*')[0] for _ in range(400)]
+        names = [md.sample(TOK, WEIGHTS, LENGTHS, rng, 2, 'confidence', 'ma__*')[0] for _ in range(400)]
         self.assertTrue(all(name.startswith('ma') for name in names))
         lengths = [len(name) for name in names]
         self.assertEqual(min(lengths), 4)
