@@ -57,7 +57,8 @@ def gpt(token_ids, state_dict):
             for h in range(md.n_head):
                 hs = slice(h * md.head_dim, (h + 1) * md.head_dim)
                 # causal: the keys and values of this position and the ones before it, no later
-                attn_out.extend(md.attention(q[hs], [k_j[hs] for k_j in k[:pos + 1]], [v_j[hs] for v_j in v[:pos + 1]]))
+                keys, values = [k_j[hs] for k_j in k[:pos + 1]], [v_j[hs] for v_j in v[:pos + 1]]
+                attn_out.extend(md.attention(q[hs], keys, values))
             x_attn = [a + b for a, b in zip(md.linear(attn_out, sd[f'layer{i}.attn_wo']), x[pos])]
             hidden = md.relu(md.linear(md.rmsnorm(x_attn), sd[f'layer{i}.mlp_fc1']))
             x_next.append([a + b for a, b in zip(md.linear(hidden, sd[f'layer{i}.mlp_fc2']), x_attn)])
