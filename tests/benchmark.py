@@ -1,20 +1,21 @@
 """How fast is microdiffusion's engine, and what made it so? (stdlib; not a unit test)
 
-Times, interleaved in one process, the median seconds per training step and per forward pass
-over a 6-letter name's canvas (6 letters and END) of the same model, with the same weights, on:
-  plain      a deliberately plain micrograd-style engine (the BASELINE, defined below): a set
-             of children, a closure per node for its backward, a recursive topological sort
-  project    microdiffusion's Value: n-ary sum and dot nodes, an iterative topological sort;
-             timed with the cyclic garbage collector on (as a script runs by default) and off
-             (as train() runs it)
-  floats     microdiffusion's forward pass on plain floats: no graph at all (sampling, evaluation)
-and, to measure each speed-up on its own: the project's Value with binary nodes only (every
-sum and dot product a chain of + and *), with the collector on and paused; with the last
-layer finishing every position instead of only the masked ones; and with fused attention,
-rmsnorm and cross-entropy nodes, each alone and all three (not used by the file, see README).
-A speed-up is the median over repeats of a ratio within one repeat (against the plain engine,
-and against this engine), so that a machine whose speed drifts moves both sides together. It
-prints the nodes that backward() orders in one step, and the model passes the sampler makes.
+Times, interleaved in one process, one training step of one name (forward, backward, and the
+gradient read out as name_gradient does) on the same model and weights:
+  plain   a deliberately plain micrograd-style engine (the BASELINE, defined below): a set of
+          children, a closure per node for its backward, a recursive topological sort
+and microdiffusion's Value with its speed-ups added one at a time:
+  tuples of local gradients, a depth-first sort on its own stack (no recursion), binary nodes
+  only (every sum and dot product a chain of + and *), the cyclic collector on;
+  + the collector paused; + n-ary sum and dot nodes; + the tape instead of the sort;
+  + the last layer finishing only the masked positions: this engine.
+and this engine with one thing changed: the last layer at every position, the collector on,
+or fused attention, RMSNorm and cross-entropy nodes (one node per block, the gradient derived
+by hand: not used by the file). Then a forward pass on plain floats (sampling, evaluation)
+against one on Values, and the model passes the sampler makes.
+A speed-up is the median over repeats of a ratio within one repeat, so that a machine whose
+speed drifts moves both sides together. Nodes are counted on one fixed case: 3 of isabella's
+8 letters hidden.
 
 Run: python tests/benchmark.py [--repeats N]     (also under pypy3)
 """
@@ -107,7 +108,7 @@ class PlainValue:
         return sum(1 for v in topo if v._prev)  # nodes that were computed: leaves not counted
 
 
-def plain_forward_loss(token_ids, clean, sd, mask_id):
+def plain_forward_loss(token_ids, clean, sd, mask_id):  # mask_id: the number of letters
     """The same model written with nothing but the plain engine's scalar ops."""
     def linear(x, w):
         return [sum(wi * xi for wi, xi in zip(w_row, x)) for w_row in w]
@@ -140,17 +141,32 @@ def plain_forward_loss(token_ids, clean, sd, mask_id):
     losses = []
     for pos in range(n_pos):
         if token_ids[pos] == mask_id:
-            logits = linear(x[pos], sd['wte'])
-            logits[mask_id] = logits[mask_id] - 1e6  # MASK and END (the last two ids) are never right
-            logits[mask_id + 1] = logits[mask_id + 1] - 1e6
+            logits = linear(x[pos], sd['wte'][:mask_id])  # the letters' rows only
             losses.append(-softmax(logits)[clean[pos]].log())
     return sum(losses) * (1.0 / len(losses))
 # END OF BASELINE
 # ---------------------------------------------------------------------------------------------
 
 
-# The project's engine with its n-ary nodes taken away, or with fused nodes added, for the
-# ablation rows
+def sorted_backward(loss):
+    """backward() as a depth-first sort on its own stack, then the chain rule, instead of the
+    tape: the order of nodes is found again for every graph."""
+    topo, seen, stack = [], set(), [(loss, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            topo.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in node._children if child._children)
+    loss.grad = 1.0
+    for node in reversed(topo):
+        for child, local_grad in zip(node._children, node._local_grads):
+            child.grad += local_grad * node.grad
+    md.Value.tape.clear()
+
+
 def binary_nodes():
     """dot and total from binary nodes only: n products and n - 1 additions, as micrograd does."""
     return {'dot': lambda ws, xs: sum(w * x for w, x in zip(ws, xs)), 'total': sum}
@@ -158,15 +174,14 @@ def binary_nodes():
 
 def fused_nodes():
     """attention, rmsnorm and cross_entropy as fused nodes: each output one node with a local
-    gradient derived by hand. The file used these until they were measured against the plain
-    blocks; they are kept here, to measure."""
+    gradient derived by hand. Kept here to measure; the file builds them from plain ops."""
     Value = md.Value
     def attention(q, keys, values):  # out_d = sum_j w_j v_jd, w = softmax(s), s_j = q . k_j / c
         if not isinstance(q[0], Value):
-            return md_attention(q, keys, values)
+            return md_blocks['attention'](q, keys, values)
         c = math.sqrt(len(q))
         scores = [md.dot(q, k) for k in keys]  # one n-ary node each, then fused from here on
-        weights = md_softmax([s.data / c for s in scores])
+        weights = md_blocks['softmax']([s.data / c for s in scores])
         outputs = []
         for d in range(len(q)):  # d(out_d)/d(v_jd) = w_j, d(out_d)/d(s_j) = w_j (v_jd - out_d) / c
             column = [v[d] for v in values]
@@ -177,14 +192,14 @@ def fused_nodes():
         return outputs
     def rmsnorm(x):  # d(scale)/d(x_i) = -x_i scale^3 / n
         if not isinstance(x[0], Value):
-            return md_rmsnorm(x)
+            return md_blocks['rmsnorm'](x)
         data = [xi.data for xi in x]
         scale = (sum(xi * xi for xi in data) / len(data) + 1e-5) ** -0.5
         scale = Value(scale, tuple(x), tuple(-xi * scale ** 3 / len(data) for xi in data))
         return [xi * scale for xi in x]
     def cross_entropy(logits, target):  # d(loss)/d(z_j) = softmax(z)_j - [j == target]
         if not isinstance(logits[0], Value):
-            return md_cross_entropy(logits, target)
+            return md_blocks['cross_entropy'](logits, target)
         data = [z.data for z in logits]
         top = max(data)
         log_total = top + math.log(sum(math.exp(z - top) for z in data))
@@ -193,20 +208,19 @@ def fused_nodes():
     return {'attention': attention, 'rmsnorm': rmsnorm, 'cross_entropy': cross_entropy}
 
 
-md_softmax, md_attention, md_rmsnorm, md_cross_entropy = md.softmax, md.attention, md.rmsnorm, md.cross_entropy
+md_blocks = {name: getattr(md, name) for name in ('softmax', 'attention', 'rmsnorm', 'cross_entropy', 'dot', 'total')}
 
 
 def with_blocks(blocks, fn):
     """fn, run with some of microdiffusion's building blocks replaced."""
     def wrapped(*args):
-        saved = {name: getattr(md, name) for name in blocks}
         for name, block in blocks.items():
             setattr(md, name, block)
         try:
             return fn(*args)
         finally:
-            for name, block in saved.items():
-                setattr(md, name, block)
+            for name in blocks:
+                setattr(md, name, md_blocks[name])
     return wrapped
 
 
@@ -218,55 +232,57 @@ def main():
 
     rng = random.Random(0)
     names = ['isabella', 'olivia', 'sophia', 'emma', 'ava', 'mia', 'zoe', 'quinn', 'xavier', 'jakob', 'charlotte']
-    tok = md.Tokenizer(names, md.block_size)
+    tok = md.Tokenizer(names)
     state_dict = md.init_params(tok.vocab_size, rng)
     plain_sd = {name: [[PlainValue(p.data) for p in row] for row in matrix] for name, matrix in state_dict.items()}
     weights = md.as_floats(state_dict)
     project_params = md.parameters(state_dict)
     plain_params = [p for matrix in plain_sd.values() for row in matrix for p in row]
-    optimizer = md.Adam(project_params)
+    n_letters = len(tok.chars)
 
-    # one fixed corrupted name per repeat, the same for every engine
-    # the first is fixed, so that its node counts are comparable: 3 of 'isabella''s 8 letters hidden
+    # one corrupted name per repeat, the same for every engine; the first is fixed, so that its
+    # node counts are comparable: 3 of isabella's 8 letters hidden
     clean = tok.encode('isabella')
     cases = [(clean, [tok.MASK if pos in (0, 3, 5) else token for pos, token in enumerate(clean)])]
     for _ in range(args.repeats - 1):
         clean = tok.encode(rng.choice(names))
-        cases.append((clean, md.corrupt(clean, md.noise_level(rng), rng, tok.MASK)))
+        cases.append((clean, md.corrupt(clean, md.noise_level(rng), tok, rng)))
 
     # the two engines compute the same loss and gradients
     clean, noisy = cases[0]
-    plain_loss = plain_forward_loss(noisy, clean, plain_sd, tok.MASK)
+    masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
+    plain_loss = plain_forward_loss(noisy, clean, plain_sd, n_letters)
     plain_loss.backward()
-    project_loss = md.masked_loss(md.mask_predictor(noisy, state_dict), clean, noisy, tok.MASK)
-    project_loss.backward()
-    grad_gap = max(abs(a.grad - b.grad) for a, b in zip(plain_params, project_params))
-    print(f"same loss: plain {plain_loss.data:.12f}, project {project_loss.data:.12f}; "
+    project_loss, project_grad = md.name_gradient(clean, noisy, tok, state_dict)
+    grad_gap = max(abs(a.grad - b) for a, b in zip(plain_params, project_grad))
+    print(f"same loss: plain {plain_loss.data:.12f}, project {project_loss:.12f}; "
           f"largest gradient difference {grad_gap:.1e}")
-    for p in plain_params + project_params:
+    for p in plain_params:
         p.grad = 0.0
-    del plain_loss, project_loss
-    gc.collect()
+    del plain_loss
 
     counts = {}
     def plain_step(case):
-        loss = plain_forward_loss(case[1], case[0], plain_sd, tok.MASK)
+        loss = plain_forward_loss(case[1], case[0], plain_sd, n_letters)
         counts['last step'] = loss.backward()
+        [p.grad for p in plain_params]
         for p in plain_params:
-            p.data -= 1e-9 * p.grad  # the update costs the same in both; keep the weights still
             p.grad = 0.0
-    def project_step(case):  # as train() does it
-        masked = [pos for pos, token in enumerate(case[1]) if token == tok.MASK]
-        loss = md.masked_loss(md.mask_predictor(case[1], state_dict, masked), case[0], case[1], tok.MASK)
-        counts['last step'] = loss.backward()
-        optimizer.step(0.0)  # lr 0: the full Adam loop, weights unchanged
-    def all_positions_step(case):  # the last layer finishes every position, not only the masked ones
-        loss = md.masked_loss(md.mask_predictor(case[1], state_dict), case[0], case[1], tok.MASK)
-        counts['last step'] = loss.backward()
-        optimizer.step(0.0)
-    def without_gc(fn):
+    def project_step(all_positions=False, backward=None):
+        def step(case):  # as name_gradient does it
+            clean, noisy = case
+            masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
+            logits = md.mask_predictor(noisy, tok, state_dict, None if all_positions else masked)
+            loss = md.masked_loss(logits, clean, masked)
+            counts['last step'] = len(md.Value.tape)
+            (backward or md.Value.backward)(loss)
+            [p.grad for p in project_params]
+            for p in project_params:
+                p.grad = 0.0
+        return step
+    def collector(on, fn):
         def wrapped(case):
-            gc.disable()
+            (gc.enable if on else gc.disable)()
             try:
                 fn(case)
             finally:
@@ -274,29 +290,28 @@ def main():
         return wrapped
 
     binary, fused = binary_nodes(), fused_nodes()
-    for blocks, name in ((binary, 'no n-ary nodes'), (fused, 'fused nodes')):  # they agree too
-        loss = with_blocks(blocks, lambda: md.masked_loss(md.mask_predictor(noisy, state_dict), clean, noisy, tok.MASK))()
-        print(f"same loss with {name}: {loss.data:.12f}")
-    del loss
+    this = 'this engine'
     step_cases = (
-        ('plain engine (baseline)', plain_step),
-        ('Value, binary nodes only, gc on', with_blocks(binary, project_step)),
-        ('  + gc paused (no cycles)', without_gc(with_blocks(binary, project_step))),
-        ('  + n-ary sum and dot = this engine', without_gc(project_step)),
-        ('this engine, gc on', project_step),
-        ('this engine, last layer at every position', without_gc(all_positions_step)),
-    ) + tuple((f'this engine + fused {name} (unused)', without_gc(with_blocks({name: block}, project_step)))
+        ('plain engine (baseline)', collector(True, plain_step)),
+        ('Value, a sorted graph, binary nodes, gc on', collector(True, with_blocks(binary, project_step(True, sorted_backward)))),
+        ('  + collector paused', collector(False, with_blocks(binary, project_step(True, sorted_backward)))),
+        ('  + n-ary sum and dot', collector(False, project_step(True, sorted_backward))),
+        ('  + the tape', collector(False, project_step(True))),
+        ('  + last layer at masked positions: ' + this, collector(False, project_step())),
+        ('this engine, last layer at every position', collector(False, project_step(True))),
+        ('this engine, collector on', collector(True, project_step())),
+        ('this engine, a sorted graph', collector(False, project_step(False, sorted_backward))),
+    ) + tuple((f'this engine + fused {name} (not used)', collector(False, with_blocks({name: block}, project_step())))
               for name, block in fused.items()) + (
-        ('this engine + all three fused (unused)', without_gc(with_blocks(fused, project_step))),
+        ('this engine + all three fused (not used)', collector(False, with_blocks(fused, project_step()))),
     )
-    forward_cases = (
-        ('plain forward', lambda: plain_forward_loss(canvas, tok.encode('sophia'), plain_sd, tok.MASK)),
-        ('project forward', lambda: md.mask_predictor(canvas, state_dict)),
-        ('floats forward', lambda: md.mask_predictor(canvas, weights)),
-    )
-    timings = {label: [] for label, _ in step_cases}
-    timings.update({label: [] for label, _ in forward_cases})
+    reference = '  + last layer at masked positions: ' + this
     canvas = [tok.MASK] * 6 + [tok.END]
+    forward_cases = (
+        ('forward on Values, 6 letters and END', lambda: (md.mask_predictor(canvas, tok, state_dict), md.Value.tape.clear())),
+        ('forward on floats', lambda: md.mask_predictor(canvas, tok, weights)),
+    )
+    timings = {label: [] for label, _ in step_cases + forward_cases}
     for case in cases:  # interleaved: every variant sees the same machine state
         for label, fn in step_cases:
             start = time.perf_counter()
@@ -311,28 +326,25 @@ def main():
             timings[label].append(time.perf_counter() - start)
             gc.collect()
 
-    # the speed-up of a row is the median, over repeats, of its ratio to the reference row in the
-    # same repeat: a machine whose speed drifts between repeats moves both times together
     med = {key: statistics.median(values) for key, values in timings.items()}
     def speed_up(reference, label):
         return statistics.median(r / t for r, t in zip(timings[reference], timings[label]))
-    this = '  + n-ary sum and dot = this engine'
-    print(f"{'training step':42s} {'median s':>9s} {'speed-up':>9s} {'vs this':>8s} {'nodes':>7s}")
+    print(f"{'one training step of one name':48s} {'median ms':>9s} {'speed-up':>9s} {'vs this':>8s} {'nodes':>7s}")
     for label, _ in step_cases:
-        print(f"{label:42s} {med[label]:9.4f} {speed_up('plain engine (baseline)', label):8.1f}x "
-              f"{speed_up(this, label):7.2f}x {counts[label]:7,d}")
-    print(f"{'forward pass, 6 letters and END':42s} {'median s':>9s} {'speed-up':>9s}")
+        print(f"{label:48s} {med[label] * 1000:9.1f} {speed_up('plain engine (baseline)', label):8.1f}x "
+              f"{speed_up(reference, label):7.2f}x {counts[label]:7,d}")
+    print(f"{'forward pass':48s} {'median ms':>9s} {'speed-up':>9s}")
     for label, _ in forward_cases:
-        print(f"{label:42s} {med[label]:9.4f} {speed_up('plain forward', label):8.1f}x")
-    print("(nodes: those backward() orders in the first case, 3 of isabella's 8 letters hidden; parameters and constants not counted)")
+        print(f"{label:48s} {med[label] * 1000:9.1f} {speed_up(forward_cases[0][0], label):8.1f}x")
+    print("(nodes: those a step makes, leaves not counted, on the first case: 3 of isabella's 8 letters hidden)")
 
     # the sampler runs the model only at steps that commit something
-    length_probs = md.length_model(names, tok.max_letters)
+    length_probs = md.length_model(names)
     calls, letters = [], []
     real_predictor = md.mask_predictor
-    def counting_predictor(canvas, w, positions=None):
+    def counting_predictor(canvas, tok, w, positions=None):
         calls.append(1)
-        return real_predictor(canvas, w, positions)
+        return real_predictor(canvas, tok, w, positions)
     md.mask_predictor = counting_predictor
     try:
         start = time.perf_counter()

@@ -6,8 +6,8 @@ steps, counts the model passes per name (a pass commits every letter the schedul
 at that step: several at once when the steps are few), times a name, and judges the names
 with tests/name_quality.py.
 
-Run: pypy3 tests/denoise_steps.py --input ../shared/names.txt --seeds 42,1,2
-     python tests/denoise_steps.py --input ../shared/names.txt --load model.json --samples 200   (CPython times)
+Run: pypy3 tests/denoise_steps.py --seeds 42,1,2
+     python tests/denoise_steps.py --load model.json --samples 200   (CPython times)
 """
 import argparse
 import os
@@ -35,20 +35,22 @@ def main():
           "| precision | recall | first-letter TV | distinct |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     seeds = [int(s) for s in args.seeds.split(',')]
+    names, _, names_sha256 = md.read_names(args.input)
+    md.pause_collector()
     for seed in seeds[:1] if args.load else seeds:
-        rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(args.input, seed)
+        rng, tok, train_names, heldout_names, length_probs, state_dict = md.prepare(names, seed)
         if args.load:
             model_args = md.make_parser().parse_args(['--seed', str(seed)])
-            length_probs, _, _ = md.load_model(args.load, tok, model_args, md.file_sha256(args.input), state_dict)
+            length_probs, _, _ = md.load_model(args.load, tok, model_args, names_sha256, state_dict)
         else:
-            md.train(train_names, tok, state_dict, md.num_steps, rng, md.batch_size)
+            md.train(train_names, tok, state_dict, md.num_steps, md.batch_size, rng)
         weights = md.as_floats(state_dict)
         judge = nq.Judge(train_names, heldout_names)
         passes = []
         real_predictor = md.mask_predictor
-        def counting_predictor(canvas, w, positions=None):
+        def counting_predictor(canvas, tok, w, positions=None):
             passes.append(1)
-            return real_predictor(canvas, w, positions)
+            return real_predictor(canvas, tok, w, positions)
         md.mask_predictor = counting_predictor
         try:
             for n_steps in [int(n) for n in args.steps.split(',')]:

@@ -11,7 +11,7 @@ What changes from mask_predictor, and nothing else:
 The Value engine, the building blocks (linear, rmsnorm, attention, cross_entropy), Adam and its
 settings, the data and its train/held-out split all come from microdiffusion.py.
 
-Run: python tests/left_to_right.py --input ../shared/names.txt [--seed 42] [--samples 1000 --out PREFIX]
+Run: python tests/left_to_right.py [--input input.txt] [--seed 42] [--samples 1000 --out PREFIX]
 prints the held-out NLL in the same units as microdiffusion.py's NELBO (nats per letter and
 end, on the same held-out names) and writes samples at temperatures 0.5 (microgpt's) and 1.0.
 """
@@ -76,11 +76,14 @@ def name_loss(name, tok, bos, state_dict):
 
 def train(names, tok, bos, state_dict, num_steps=num_steps):
     """microgpt's training: one name a step, Adam with microdiffusion's settings and decay."""
-    optimizer = md.Adam(md.parameters(state_dict))
+    params = md.parameters(state_dict)
+    optimizer = md.Adam(params)
     for step in range(1, num_steps + 1):
         loss, _ = name_loss(names[(step - 1) % len(names)], tok, bos, state_dict)
         loss.backward()
-        optimizer.step(learning_rate * (1 - (step - 1) / num_steps))
+        optimizer.step([p.grad for p in params], learning_rate * (1 - (step - 1) / num_steps))
+        for p in params:
+            p.grad = 0.0
     return loss.data
 
 
@@ -96,7 +99,7 @@ def heldout_nll(names, tok, bos, weights):
 
 def sample(tok, bos, weights, rng, temperature):
     tokens = [bos]
-    while len(tokens) <= tok.max_letters:  # at most 15 letters, as the diffusion canvas holds
+    while len(tokens) <= md.max_letters:  # at most 15 letters, as the diffusion canvas holds
         probs = md.softmax([z / temperature for z in gpt(tokens, weights)[-1]])
         token = rng.choices(range(len(probs)), weights=probs)[0]
         if token == bos:
@@ -107,7 +110,7 @@ def sample(tok, bos, weights, rng, temperature):
 
 def build(path, seed, steps=num_steps):
     """The diffusion run's split and generator (prepare), then this model's weights, trained."""
-    rng, tok, train_names, heldout_names, _, _, _ = md.prepare(path, seed)
+    rng, tok, train_names, heldout_names, _, _ = md.prepare(md.read_names(path)[0], seed)
     bos = len(tok.chars)  # the vocabulary is the characters and BOS
     state_dict = init_params(len(tok.chars) + 1, rng)
     train(train_names, tok, bos, state_dict, steps)

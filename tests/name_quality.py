@@ -22,7 +22,7 @@ seen every training name and training names would score too well; 1,000 training
 at random for recall and the distances), and the left-to-right twin of tests/left_to_right.py,
 trained on the same split, at temperatures 0.5 (microgpt's) and 1.
 
-Run: python tests/name_quality.py --input ../shared/names.txt [--seed 42] samples.txt [more.txt ...]
+Run: python tests/name_quality.py [--input input.txt] [--seed 42] samples.txt [more.txt ...]
 (one name per line; the seed picks the same train/held-out split as microdiffusion.py --seed)
 """
 import argparse
@@ -173,7 +173,7 @@ def main():
                         help='training steps of the left-to-right twin (default 1000); 0 leaves its rows out')
     parser.add_argument('--twin-samples', type=int, default=1000, help='names the twin draws at each temperature')
     args = parser.parse_args()
-    _, _, train_names, heldout_names, _, _, _ = md.prepare(args.input, args.seed)
+    _, _, train_names, heldout_names, _, _ = md.prepare(md.read_names(args.input)[0], args.seed)
     judge = Judge(train_names, heldout_names)
     print(HEADER)
     print(row_text('real names', judge.real_names(random.Random(args.seed))))

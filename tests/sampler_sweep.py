@@ -15,11 +15,12 @@ the left-to-right model's at temperature 0.5 (its mean over the seeds), with at 
 the names distinct on every seed; among those, the best mean precision.
 
 Run (the seeds can go to separate processes, then be summarised together):
-  pypy3 tests/sampler_sweep.py --input ../shared/names.txt --seeds 42 --json s42.json
+  pypy3 tests/sampler_sweep.py --seeds 42 --json s42.json
   pypy3 tests/sampler_sweep.py --summarize s42.json s1.json s2.json
-The README's rows only (with the two baselines, which every run includes):
-  --settings drawn:1.1-0.3:0.75,drawn:0.5-0.5:0,drawn:1-0.8:1,drawn:1-0.8:1.5,drawn:1-1:1,
-             top:0.7-0.7:0,margin:0.7-0.7:0,entropy:0.7-0.7:0   (one argument, no spaces)
+(further settings of the same seeds, run with --settings, are summarised beside them).
+The README's rows only (every run includes the baselines): --settings drawn:1-0.8:0,drawn:1-0.8:1.25
+The neighbours of the default, beside the grid (tests/README.md):
+  --settings drawn:1-0.8:1.5,drawn:1-0.8:1.25,drawn:1-0.8:2,drawn:1-0.9:1.25,drawn:1-0.9:1.5,drawn:1-1:0.75,drawn:1-1:1.25
 """
 import argparse
 import json
@@ -67,8 +68,8 @@ def settings(measures=('drawn', 'top', 'margin', 'entropy'), temperatures=TEMPER
 def measure_seed(path, seed, n_samples, num_steps, grid):
     rows = {}
     start = time.time()
-    rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(path, seed)
-    md.train(train_names, tok, state_dict, num_steps, rng, md.batch_size)
+    rng, tok, train_names, heldout_names, length_probs, state_dict = md.prepare(md.read_names(path)[0], seed)
+    md.train(train_names, tok, state_dict, num_steps, md.batch_size, rng)
     weights = md.as_floats(state_dict)
     nelbo, _ = md.heldout_nelbo(heldout_names, tok, weights, length_probs, random.Random(seed + 1))
     judge = nq.Judge(train_names, heldout_names)
@@ -81,14 +82,16 @@ def measure_seed(path, seed, n_samples, num_steps, grid):
             [l2r.sample(ltok, bos, lweights, sample_rng, temperature) for _ in range(n_samples)])
     print(f"<!-- seed {seed}: held-out NELBO {nelbo:.4f}, left-to-right NLL {nll:.4f}, "
           f"{time.time() - start:.0f}s -->", flush=True)
+    default = md.SAMPLERS['confidence'], md.choice_noise, md.confidence
     for label, measure, t_start, t_end, noise in settings(*grid):
         sampler = 'random' if label == 'random' else 'confidence'
-        md.confidence, md.temperature_at_start, md.temperature_at_end, md.choice_noise = \
-            MEASURES[measure], t_start, t_end, noise
+        md.SAMPLERS['confidence'] = (t_start, t_end, True)
+        md.confidence, md.choice_noise = MEASURES[measure], noise
         sample_rng = random.Random(seed)  # the same draws for every setting of one model
         samples = [md.sample(tok, weights, length_probs, sample_rng, sampler=sampler)[0] for _ in range(n_samples)]
         rows[label] = judge.judge(samples)
         print(nq.row_text(f"{seed} {label}", rows[label]), flush=True)
+    md.SAMPLERS['confidence'], md.choice_noise, md.confidence = default
     return {'seed': seed, 'nelbo': nelbo, 'l2r_nll': nll, 'rows': rows}
 
 
@@ -132,7 +135,7 @@ def main():
                         help='start-end pairs: the temperature at t = 1 and at t = 0')
     parser.add_argument('--noises', default=','.join(f'{x:g}' for x in NOISES))
     parser.add_argument('--settings', help='instead of the grid, only these: measure:start-end:noise, comma-separated '
-                                           '(e.g. drawn:1-0.8:1.5,top:0.7-0.7:0)')
+                                           '(e.g. drawn:1-0.8:1.25,top:0.7-0.7:0)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
     args = parser.parse_args()
@@ -146,12 +149,14 @@ def main():
             listed.append((measure, start, end, float(noise)))
         grid = grid + (listed,)
     if args.summarize:
-        results = []
+        by_seed = {}  # runs of one seed (the grid, then more settings) are merged
         for path in args.summarize:
             with open(path) as f:
-                results.extend(json.load(f))
-        summarize(results)
+                for result in json.load(f):
+                    by_seed.setdefault(result['seed'], result)['rows'].update(result['rows'])
+        summarize(list(by_seed.values()))
         return
+    md.pause_collector()
     print(f"# {sys.implementation.name} {sys.version.split()[0]}; {args.num_steps} steps of {md.batch_size} names, "
           f"learning rate {md.learning_rate:g}; {args.samples} names per setting", flush=True)
     print(nq.HEADER)

@@ -7,7 +7,7 @@ each one (and the left-to-right twin on the same split), prints the held-out NEL
 gap is how much worse than real names the precision and the recall are, added up: 0 is as
 good as real names on both axes.
 
-Run: pypy3 tests/sampler_table.py --input ../shared/names.txt --seeds 42 --json t42.json
+Run: pypy3 tests/sampler_table.py --seeds 42 --json t42.json
      pypy3 tests/sampler_table.py --summarize t42.json t1.json t2.json
 """
 import argparse
@@ -33,7 +33,8 @@ def gap(row, real):
 
 def measure_seed(path, seed, trainings, n_samples):
     result = {'seed': seed, 'rows': {}}
-    _, _, train_names, heldout_names, _, _, _ = md.prepare(path, seed)
+    names = md.read_names(path)[0]
+    _, _, train_names, heldout_names, _, _ = md.prepare(names, seed)
     judge = nq.Judge(train_names, heldout_names)
     real = judge.real_names(random.Random(seed))
     result['rows']['real names'] = {'row': real}
@@ -45,9 +46,9 @@ def measure_seed(path, seed, trainings, n_samples):
         result['rows'][f'left to right, 1,000 steps of 1, T {temperature:g}'] = {'nelbo': nll, 'row': row, 'names': 1000}
     for batch_size, lr, n_steps in trainings:
         start = time.time()
-        rng, tok, train_names, heldout_names, length_probs, state_dict, _ = md.prepare(path, seed)
+        rng, tok, train_names, heldout_names, length_probs, state_dict = md.prepare(names, seed)
         md.learning_rate = lr
-        md.train(train_names, tok, state_dict, n_steps, rng, batch_size)
+        md.train(train_names, tok, state_dict, n_steps, batch_size, rng)
         weights = md.as_floats(state_dict)
         nelbo, _ = md.heldout_nelbo(heldout_names, tok, weights, length_probs, random.Random(seed + 1))
         for sampler in SAMPLERS:
@@ -85,11 +86,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--input', default='input.txt')
     parser.add_argument('--seeds', default='42,1,2')
-    parser.add_argument('--trainings', default=f"1:0.01:8000,{md.batch_size}:{md.learning_rate}:{md.num_steps // 4},"
-                        f"{md.batch_size}:{md.learning_rate}:{md.num_steps},{md.batch_size}:{md.learning_rate}:{md.num_steps * 2},"
-                        f"{md.batch_size}:{md.learning_rate}:{md.num_steps * 4}",
-                        help='B:learning rate:steps, comma-separated (default: the old default, then the '
-                             'default at 1/4, 1, 2 and 4 times its steps)')
+    parser.add_argument('--trainings', default=','.join(f"{md.batch_size}:{md.learning_rate}:{md.num_steps * k // 4}"
+                                                        for k in (1, 4, 8, 16)),
+                        help='B:learning rate:steps, comma-separated (default: the default training at '
+                             '1/4, 1, 2 and 4 times its steps)')
     parser.add_argument('--samples', type=int, default=1000)
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
@@ -102,6 +102,7 @@ def main():
         summarize(results)
         return
     trainings = [(int(b), float(lr), int(n)) for b, lr, n in (t.split(':') for t in args.trainings.split(','))]
+    md.pause_collector()
     print(f"# {sys.implementation.name} {sys.version.split()[0]}, {args.samples} names per sampler", flush=True)
     results = [measure_seed(args.input, int(seed), trainings, args.samples) for seed in args.seeds.split(',')]
     if args.json:

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import unittest
@@ -56,11 +57,11 @@ class TestSaveAndLoad(Folder):
     def test_the_file_holds_everything_named(self):
         with open(self.model_path) as f:
             model = json.load(f)
-        self.assertEqual((model['format'], model['version']), (md.CHECKPOINT_FORMAT, md.CHECKPOINT_VERSION))
+        self.assertEqual((model['format'], model['version']), (md.MODEL_FORMAT, md.MODEL_VERSION))
         self.assertEqual(model['vocabulary'], ''.join(sorted(set(''.join(NAMES)))))
-        self.assertEqual(model['hyperparameters'], md.hyperparameters())
+        self.assertEqual(model['hyperparameters'], md.HYPERPARAMETERS)
         self.assertEqual((model['num_steps'], model['batch_size'], model['seed']), (12, 2, 42))
-        self.assertEqual(model['names_sha256'], md.file_sha256(os.path.join(self.folder, 'names.txt')))
+        self.assertEqual(model['names_sha256'], md.read_names(os.path.join(self.folder, 'names.txt'))[2])
         self.assertEqual(len(model['length_probs']), md.block_size)
         self.assertEqual(len(model['rng_state'][1]), 625)
         self.assertEqual(sum(len(m) * len(m[0]) for m in model['state_dict'].values()),
@@ -75,7 +76,8 @@ class TestSaveAndLoad(Folder):
 
     def test_a_failed_save_keeps_the_older_file_and_leaves_nothing(self):
         before = snapshot(self.folder)
-        rng, tok, _, _, length_probs, state_dict, _ = md.prepare(os.path.join(self.folder, 'names.txt'), 42)
+        names = md.read_names(os.path.join(self.folder, 'names.txt'))[0]
+        rng, tok, _, _, length_probs, state_dict = md.prepare(names, 42)
         args = md.make_parser().parse_args(['--num-steps', '1', '--batch-size', '1'])
         for error in (KeyboardInterrupt(), OSError(28, 'No space left on device')):
             with self.subTest(error=error), mock.patch.object(md.json, 'dump', side_effect=error):
@@ -102,16 +104,16 @@ class TestSaveAndLoad(Folder):
         def set_weight(value):
             return lambda m: m['state_dict']['layer1.mlp_fc2'][3].__setitem__(5, value)
         cases = {
-            'missing.json': 'does not exist',
-            'folder.json': 'is a directory',
+            'missing.json': 'cannot read missing.json: No such file or directory',
+            'folder.json': 'cannot read folder.json: Is a directory',
             'notjson.json': 'not complete JSON',
             'truncated.json': 'not complete JSON',
             'binary.json': 'not complete JSON',
             'list.json': 'not a microdiffusion-model file',
             self.edited('format.json', lambda m: m.update(format='other')): 'not a microdiffusion-model file',
-            self.edited('version.json', lambda m: m.update(version=2)): 'version 2; this code reads version 1',
-            self.edited('hyper.json', lambda m: m['hyperparameters'].update(n_embd=32)): 'hyperparameters',
-            self.edited('vocab.json', lambda m: m.update(vocabulary='abc')): 'vocabulary',
+            self.edited('version.json', lambda m: m.update(version=2)): 'its version: 2, where this run has 1',
+            self.edited('hyper.json', lambda m: m['hyperparameters'].update(n_embd=32)): 'its hyperparameters',
+            self.edited('vocab.json', lambda m: m.update(vocabulary='abc')): "its vocabulary: 'abc'",
             self.edited('shape.json', lambda m: m['state_dict']['wpe'].pop()): 'wpe is not 16 x 16',
             self.edited('ragged.json', lambda m: m['state_dict']['wte'][2].pop()): 'wte is not',
             self.edited('nan.json', set_weight(float('nan'))): 'holds nan, not a finite number',
@@ -121,6 +123,7 @@ class TestSaveAndLoad(Folder):
             self.edited('norng.json', lambda m: m.pop('rng_state')): 'a field is missing or malformed',
             self.edited('badrng.json', lambda m: m.update(rng_state=[3, [1, 2], None])): 'a field is missing or malformed',
             self.edited('lengths.json', lambda m: m['length_probs'].pop()): 'its length model',
+            self.edited('zerolength.json', lambda m: m['length_probs'].__setitem__(3, 0.0)): 'its length model',
         }
         for path, expect in cases.items():
             with self.subTest(checkpoint=path):
@@ -132,7 +135,7 @@ class TestSaveAndLoad(Folder):
         self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], expect='pass --seed 42')
         for flag in (['--num-steps', '5'], ['--batch-size', '2'], ['--save', 'again.json']):
             with self.subTest(flag=flag):
-                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag, expect=f'{flag[0]} is about training')
+                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag, expect='are about training')
 
     def test_a_save_path_that_cannot_be_written_fails_before_training(self):
         os.mkdir(os.path.join(self.folder, 'adir'))
@@ -140,6 +143,27 @@ class TestSaveAndLoad(Folder):
             with self.subTest(path=path):
                 result = self.assert_fails_cleanly(TRAIN + ['--save', path], expect=expect)
                 self.assertNotIn('step ', result.stdout)  # no training was spent
+
+    def test_save_replaces_only_a_saved_model(self):
+        self.write('notes.md', '# my notes\n')
+        for path in ('names.txt', 'notes.md'):  # the input, an unrelated file
+            with self.subTest(path=path):
+                result = self.assert_fails_cleanly(TRAIN + ['--save', path], expect='cannot save the model as')
+                self.assertNotIn('step ', result.stdout)  # before training, every file as it was
+        with open(self.model_path) as f:
+            earlier = f.read()
+        again = run_script(TRAIN + ['--save', 'model.json', '--seed', '7'], self.folder)  # retraining
+        self.assertEqual((again.returncode, again.stderr), (0, ''))
+        with open(self.model_path) as f:
+            self.assertNotEqual(f.read(), earlier)
+
+    def test_a_stop_after_saving_names_the_saved_model(self):
+        args = ['--input', 'names.txt', '--num-steps', '10', '--batch-size', '1', '--workers', '1',
+                '--save', 'new.json', '--num-samples', '100000', '--eval-names', '0']
+        code, stderr, left = self.stop_run(args, signal.SIGTERM, wait=1.5)
+        self.assertEqual((code, left), (143, []))
+        self.assertEqual(stderr, 'microdiffusion.py: terminated while sampling; the model was saved to new.json\n')
+        self.assertTrue(md.is_saved_model(os.path.join(self.folder, 'new.json')))
 
 
 if __name__ == '__main__':

@@ -145,12 +145,22 @@ class GradCheck(unittest.TestCase):
         y.backward()
         self.assertAlmostEqual(x.grad, 1.0001 ** 5000, places=9)
 
-    def test_backward_counts_nodes_once(self):
-        a, b = Value(2.0), Value(3.0)
+    def test_the_tape_holds_each_node_once_in_the_order_made_and_backward_clears_it(self):
+        Value.tape.clear()
+        a, b = Value(2.0), Value(3.0)  # leaves: not on the tape
         c = a * b
-        d = c + c  # c reached twice, built once
-        self.assertEqual(d.backward(), 2)  # c and d; leaves are not ordered
-        self.assertEqual((a.grad, b.grad), (6.0, 4.0))
+        d = c + c  # c is read twice, made once
+        e = d.exp()
+        self.assertEqual(Value.tape, [c, d, e])
+        d.backward()  # from d: e, made later and off d's path, takes no part
+        self.assertEqual((a.grad, b.grad, c.grad, e.grad), (6.0, 4.0, 2.0, 0.0))
+        self.assertEqual(Value.tape, [])
+
+    def test_float_inputs_make_no_nodes(self):
+        Value.tape.clear()
+        logits = [0.2, -1.0, 3.0, 0.5]
+        md.cross_entropy(logits, 1), md.softmax(logits), md.rmsnorm(logits)
+        self.assertEqual(Value.tape, [])
 
 
 if __name__ == '__main__':

@@ -104,7 +104,7 @@ class TestJudge(unittest.TestCase):
 
 class TestLeftToRight(unittest.TestCase):
     def setUp(self):
-        self.tok = md.Tokenizer(NAMES, md.block_size)
+        self.tok = md.Tokenizer(NAMES)
         self.bos = len(self.tok.chars)
         self.state_dict = l2r.init_params(self.bos + 1, random.Random(0))
 

@@ -16,14 +16,14 @@ NAMES = ['emma', 'olivia', 'ava', 'isabella', 'sophia', 'mia', 'zoe', 'quinn', '
 
 def setup_model(seed=0):
     names = list(NAMES)
-    tok = md.Tokenizer(names, md.block_size)
+    tok = md.Tokenizer(names)
     state_dict = md.init_params(tok.vocab_size, random.Random(seed))
     return names, tok, state_dict
 
 
 class TestModel(unittest.TestCase):
     def test_vocabulary_and_parameter_count(self):
-        tok = md.Tokenizer(['abcdefghijklm', 'nopqrstuvwxyz'], md.block_size)
+        tok = md.Tokenizer(['abcdefghijklm', 'nopqrstuvwxyz'])
         self.assertEqual(tok.vocab_size, 28)
         self.assertEqual((tok.MASK, tok.END), (26, 27))
         state_dict = md.init_params(tok.vocab_size, random.Random(0))
@@ -38,19 +38,19 @@ class TestModel(unittest.TestCase):
         ids = tok.encode('mia')
         self.assertEqual(ids, [tok.stoi['m'], tok.stoi['i'], tok.stoi['a'], tok.END])
         self.assertEqual(tok.decode(ids), 'mia')
-        self.assertEqual(tok.show([tok.MASK, tok.stoi['a'], tok.END]), '_a.')
-        self.assertEqual(tok.max_letters, md.block_size - 1)  # the longest name leaves room for END
-        self.assertEqual(len(tok.encode('x' * tok.max_letters)), md.block_size)
+        self.assertEqual(tok.decode([tok.MASK, tok.stoi['a'], tok.END]), '_a')
+        self.assertEqual(md.max_letters, md.block_size - 1)  # the longest name leaves room for END
+        self.assertEqual(len(tok.encode('x' * md.max_letters)), md.block_size)
 
     def test_training_runs_the_model_over_the_name_and_end_only(self):
         names, tok, state_dict = setup_model()
         seen = []
         real_predictor = md.mask_predictor
-        def watching_predictor(canvas, weights, positions=None):
+        def watching_predictor(canvas, tok, weights, positions=None):
             seen.append((list(canvas), positions))
-            return real_predictor(canvas, weights, positions)
+            return real_predictor(canvas, tok, weights, positions)
         with mock.patch.object(md, 'mask_predictor', watching_predictor):
-            md.train(names, tok, state_dict, len(names), random.Random(3))
+            md.train(names, tok, state_dict, len(names), 1, random.Random(3))
         self.assertEqual(len(seen), len(names))
         for name, (canvas, positions) in zip(names, seen):
             self.assertEqual(len(canvas), len(name) + 1)
@@ -62,7 +62,8 @@ class TestModel(unittest.TestCase):
 
     def test_length_model_by_hand(self):
         # lengths 1 x1, 3 x2, add-one over 1..4: counts 2, 1, 3, 1 of 7
-        probs = md.length_model(['a', 'abc', 'xyz'], 4)
+        with mock.patch.object(md, 'max_letters', 4):
+            probs = md.length_model(['a', 'abc', 'xyz'])
         self.assertEqual(len(probs), 5)
         self.assertEqual(probs[0], 0.0)
         for got, want in zip(probs[1:], [2 / 7, 1 / 7, 3 / 7, 1 / 7]):
@@ -83,14 +84,15 @@ class TestModel(unittest.TestCase):
         names, tok, state_dict = setup_model(seed=1)
         rng = random.Random(5)
         clean = tok.encode('isabella')
-        noisy = md.corrupt(clean, 0.6, rng, tok.MASK)
-        loss = md.masked_loss(md.mask_predictor(noisy, state_dict), clean, noisy, tok.MASK)
+        noisy = md.corrupt(clean, 0.6, tok, rng)
+        masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
+        loss = md.masked_loss(md.mask_predictor(noisy, tok, state_dict, masked), clean, masked)
         loss.backward()
         weights = md.as_floats(state_dict)
         def loss_at(name, r, c, value):
             saved = weights[name][r][c]
             weights[name][r][c] = value
-            result = md.masked_loss(md.mask_predictor(noisy, weights), clean, noisy, tok.MASK)
+            result = md.masked_loss(md.mask_predictor(noisy, tok, weights), clean, masked)
             weights[name][r][c] = saved
             return result
         checked = 0
@@ -108,8 +110,8 @@ class TestModel(unittest.TestCase):
         names, tok, state_dict = setup_model(seed=2)
         canvas = tok.encode('olivia')
         canvas[2] = canvas[5] = tok.MASK
-        graph_logits = md.mask_predictor(canvas, state_dict)
-        float_logits = md.mask_predictor(canvas, md.as_floats(state_dict))
+        graph_logits = md.mask_predictor(canvas, tok, state_dict)
+        float_logits = md.mask_predictor(canvas, tok, md.as_floats(state_dict))
         for graph_row, float_row in zip(graph_logits, float_logits):
             for g, f in zip(graph_row, float_row):
                 self.assertAlmostEqual(g.data, f, delta=1e-12)
@@ -119,28 +121,32 @@ class TestModel(unittest.TestCase):
         weights = md.as_floats(state_dict)
         canvas = tok.encode('jakob')
         canvas[1] = canvas[4] = tok.MASK
-        full = md.mask_predictor(canvas, weights)
-        some = md.mask_predictor(canvas, weights, [1, 4])
+        full = md.mask_predictor(canvas, tok, weights)
+        some = md.mask_predictor(canvas, tok, weights, [1, 4])
         for pos in range(len(canvas)):
             self.assertEqual(some[pos], full[pos] if pos in (1, 4) else None)
 
     def test_attention_is_bidirectional(self):
         names, tok, state_dict = setup_model(seed=3)
         weights = md.as_floats(state_dict)
-        canvas = [tok.MASK] * tok.max_letters + [tok.END]
-        before = md.mask_predictor(canvas, weights)[0]
+        canvas = [tok.MASK] * md.max_letters + [tok.END]
+        before = md.mask_predictor(canvas, tok, weights)[0]
         canvas[-2] = tok.stoi['z']  # change only the last letter
-        after = md.mask_predictor(canvas, weights)[0]
+        after = md.mask_predictor(canvas, tok, weights)[0]
         self.assertGreater(max(abs(a - b) for a, b in zip(before, after)), 1e-6)
 
-    def test_mask_and_end_are_never_predicted(self):
+    def test_only_letters_are_predicted_read_out_through_wte(self):
         names, tok, state_dict = setup_model(seed=4)
-        logits = md.mask_predictor([tok.MASK] * 6 + [tok.END], md.as_floats(state_dict))
-        for row in logits:
-            probs = md.softmax(row)
-            self.assertLess(probs[tok.MASK], 1e-100)
-            self.assertLess(probs[tok.END], 1e-100)
-            self.assertAlmostEqual(sum(probs[:len(tok.chars)]), 1.0, places=12)
+        weights = md.as_floats(state_dict)
+        canvas = [tok.MASK] * 6 + [tok.END]
+        logits = md.mask_predictor(canvas, tok, weights)
+        self.assertTrue(all(len(row) == len(tok.chars) for row in logits))  # never MASK or END
+        # weight tying: changing the output row of a letter changes only that letter's logits
+        weights['wte'][tok.stoi['q']] = [w + 0.5 for w in weights['wte'][tok.stoi['q']]]
+        canvas_without_q = md.mask_predictor(canvas, tok, weights)
+        for before, after in zip(logits, canvas_without_q):
+            changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+            self.assertEqual(changed, [tok.stoi['q']])
 
     def test_loss_is_mean_over_exactly_the_masked_positions(self):
         names, tok, state_dict = setup_model(seed=5)
@@ -150,15 +156,15 @@ class TestModel(unittest.TestCase):
         masked = [0, 3, 5]  # three of the six letters
         for pos in masked:
             noisy[pos] = tok.MASK
-        logits = md.mask_predictor(noisy, weights)
+        logits = md.mask_predictor(noisy, tok, weights)
         by_hand = 0.0
         for pos in masked:
-            exps = [math.exp(z) for z in logits[pos]]  # MASK's and END's logits are -1e6: exp gives 0
+            exps = [math.exp(z) for z in logits[pos]]
             by_hand += -math.log(exps[clean[pos]] / sum(exps))
-        self.assertAlmostEqual(md.masked_loss(logits, clean, noisy, tok.MASK), by_hand / 3, places=10)
+        self.assertAlmostEqual(md.masked_loss(logits, clean, masked), by_hand / 3, places=10)
         # changing the logits of an unmasked position changes nothing
         logits[1] = [z + 5.0 * i for i, z in enumerate(logits[1])]
-        self.assertAlmostEqual(md.masked_loss(logits, clean, noisy, tok.MASK), by_hand / 3, places=10)
+        self.assertAlmostEqual(md.masked_loss(logits, clean, masked), by_hand / 3, places=10)
 
     def test_noise_level_is_log_uniform(self):
         rng = random.Random(6)
@@ -175,29 +181,28 @@ class TestModel(unittest.TestCase):
 
     def test_corrupt_masks_letters_at_rate_t_at_least_one_and_never_end(self):
         rng = random.Random(7)
-        clean = list(range(16))  # 15 letters, then END (15)
-        noisy_rows = [md.corrupt(clean, 0.3, rng, 99) for _ in range(5000)]
-        self.assertTrue(all(noisy[-1] == 15 and len(noisy) == 16 for noisy in noisy_rows))
-        rate = statistics.mean(noisy.count(99) for noisy in noisy_rows) / 15
+        tok = md.Tokenizer(['abcdefghijklmnopqrstuvwxyz'])
+        clean = tok.encode('abcdefghijklmno')  # 15 letters, then END
+        noisy_rows = [md.corrupt(clean, 0.3, tok, rng) for _ in range(5000)]
+        self.assertTrue(all(noisy[-1] == tok.END and len(noisy) == 16 for noisy in noisy_rows))
+        rate = statistics.mean(noisy.count(tok.MASK) for noisy in noisy_rows) / 15
         self.assertAlmostEqual(rate, 0.3, delta=0.01)
-        for noisy in (md.corrupt(clean, 1.0, rng, 99) for _ in range(50)):
-            self.assertEqual(noisy, [99] * 15 + [15])
+        for noisy in (md.corrupt(clean, 1.0, tok, rng) for _ in range(50)):
+            self.assertEqual(noisy, [tok.MASK] * 15 + [tok.END])
         for _ in range(200):
-            noisy = md.corrupt(clean, 1e-9, rng, 99)
-            self.assertEqual(noisy.count(99), 1)
-            self.assertEqual([x for x in noisy if x != 99], [x for x in clean if x in noisy])
-        self.assertEqual(md.corrupt([4, 15], 1e-9, rng, 99), [99, 15])  # one letter: it is the one
+            noisy = md.corrupt(clean, 1e-9, tok, rng)
+            self.assertEqual(noisy.count(tok.MASK), 1)
+            self.assertEqual([x for x in noisy if x != tok.MASK], [x for x in clean if x in noisy])
+        # one letter: it is the one
+        self.assertEqual(md.corrupt(tok.encode('e'), 1e-9, tok, rng), [tok.MASK, tok.END])
 
     def test_adam_step_by_hand(self):
         p = Value(1.0)
-        p.grad = 0.5
         optimizer = md.Adam([p])
-        optimizer.step(0.01)
+        optimizer.step([0.5], 0.01)
         # first step: m_hat = g, v_hat = g^2, so the update is lr * g / (|g| + eps)
         self.assertAlmostEqual(p.data, 1.0 - 0.01 * 0.5 / (0.5 + 1e-8), places=12)
-        self.assertEqual(p.grad, 0.0)
-        p.grad = -0.25
-        optimizer.step(0.01)
+        optimizer.step([-0.25], 0.01)
         m = 0.85 * (0.15 * 0.5) + 0.15 * -0.25
         v = 0.99 * (0.01 * 0.25) + 0.01 * 0.0625
         want = 1.0 - 0.01 * 0.5 / (0.5 + 1e-8) - 0.01 * (m / (1 - 0.85 ** 2)) / ((v / (1 - 0.99 ** 2)) ** 0.5 + 1e-8)
@@ -208,16 +213,19 @@ class TestModel(unittest.TestCase):
         runs = []
         for _ in range(2):
             state_dict = md.init_params(tok.vocab_size, random.Random(8))
-            runs.append(md.train(names * 4, tok, state_dict, 60, random.Random(9)))
+            runs.append(md.train(names * 4, tok, state_dict, 60, 1, random.Random(9)))
         self.assertEqual(runs[0], runs[1])
         self.assertLess(statistics.mean(runs[0][-20:]), statistics.mean(runs[0][:20]))
 
     def test_a_loss_that_is_not_finite_stops_training(self):
         names, tok, state_dict = setup_model()
         state_dict['layer1.mlp_fc2'][0][0].data = float('inf')
-        with self.assertRaises(md.UserError) as caught:
-            md.train(names, tok, state_dict, 5, random.Random(0))
-        self.assertIn('at step 1', str(caught.exception))
+        progress = {}
+        with self.assertRaises(md.UserError) as caught, mock.patch('sys.stdout'):
+            md.train(names, tok, state_dict, 5, 1, random.Random(0),
+                     on_step=md.progress_printer(5, progress))
+        self.assertIn('the loss became nan at step 1', str(caught.exception))
+        self.assertEqual(progress['where'], 'at training step 1 of 5')
 
 
 if __name__ == '__main__':

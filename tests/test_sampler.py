@@ -1,4 +1,4 @@
-"""The sampler's schedule and rules, templates, the trace, the evaluation and the statistics."""
+"""The sampler's schedule and rules, templates, the trace, and the evaluation."""
 import math
 import os
 import random
@@ -10,9 +10,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import microdiffusion as md
 
 NAMES = ['emma', 'olivia', 'ava', 'isabella', 'sophia', 'mia', 'zoe', 'quinn', 'xavier', 'jakob']
-TOK = md.Tokenizer(NAMES, md.block_size)
+TOK = md.Tokenizer(NAMES)
 WEIGHTS = md.as_floats(md.init_params(TOK.vocab_size, random.Random(0)))
-LENGTHS = md.length_model(NAMES, TOK.max_letters)
+LENGTHS = md.length_model(NAMES)
+
+
+def uniform_model(canvas, tok, weights, positions=None):  # every letter alike: for length tests
+    return [[0.0] * len(tok.chars) for _ in canvas]
 
 
 def canvases_after_each_step(trace, n_steps):
@@ -27,7 +31,8 @@ def canvases_after_each_step(trace, n_steps):
 
 class TestSampler(unittest.TestCase):
     def run_sampler(self, sampler, template='_*', n_steps=64, seed=1):
-        return md.sample(TOK, WEIGHTS, LENGTHS, random.Random(seed), n_steps, sampler, template)
+        return md.sample(TOK, WEIGHTS, LENGTHS, random.Random(seed), n_steps, sampler,
+                         md.parse_template(template, TOK))
 
     def test_schedule_over_the_letters_commits_and_output(self):
         for sampler in md.SAMPLERS:
@@ -52,12 +57,12 @@ class TestSampler(unittest.TestCase):
                         self.assertEqual(len(name), n_letters)
 
     def test_the_shortcut_would_commit_every_letter_in_the_first_steps(self):
-        # the README: keeping int(n_masked * s / t) hidden at each step, instead of
-        # round(n0 * s), commits one letter at each of the first L steps, at t near 1
+        # why sample() keeps round(n_hidden * t_next) hidden: keeping int(n_masked * t_next / t)
+        # hidden at each step would commit one letter at each of the first L steps, at t near 1
         for n_letters in range(1, md.block_size):
             n_masked, committed_at = n_letters, []
-            for step, i in enumerate(range(64, 0, -1), 1):
-                t, s = md.cosine_noise(i, 64), md.cosine_noise(i - 1, 64)
+            for step in range(1, 65):
+                t, s = md.cosine_noise(step - 1, 64), md.cosine_noise(step, 64)
                 keep = int(n_masked * s / t)
                 committed_at += [step] * (n_masked - keep)
                 n_masked = keep
@@ -66,6 +71,7 @@ class TestSampler(unittest.TestCase):
     def test_temperatures_at_the_first_and_the_last_letter(self):
         # the README: with 64 steps a name of 2 to 15 letters gets its first letter at a
         # temperature of 0.95 to 0.99 and its last at 0.81 to 0.85; a single letter at 0.90
+        self.assertEqual(md.SAMPLERS['confidence'][:2], (1.0, 0.8))
         for n_letters in range(1, md.block_size):
             _, trace = self.run_sampler('confidence', template='_' * n_letters)
             temperatures = [temperature for _, _, temperature, _ in trace[1:]]
@@ -79,9 +85,13 @@ class TestSampler(unittest.TestCase):
     def test_default_steps_commit_one_letter_per_pass_and_few_steps_several(self):
         for n_letters in range(1, md.block_size):
             def most_per_step(n_steps):
-                kept = [round(n_letters * md.cosine_noise(i, n_steps)) for i in range(n_steps, -1, -1)]
+                kept = [round(n_letters * md.cosine_noise(step, n_steps)) for step in range(n_steps + 1)]
                 return max(a - b for a, b in zip(kept, kept[1:]))
             self.assertEqual(most_per_step(64), 1, n_letters)
+            # the comment above nelbo(): 22 steps or more reveal one letter at a time, and 21
+            # reveal two at once in a name of 15 letters
+            self.assertEqual(max(most_per_step(n) for n in range(22, 65)), 1, n_letters)
+            self.assertEqual(most_per_step(21), 2 if n_letters == 15 else 1, n_letters)
             # the README's table: 16 steps commit two letters in one pass only for 12 letters or more
             self.assertEqual(most_per_step(16), 1 if n_letters < 12 else 2, n_letters)
             if n_letters >= 4:
@@ -93,8 +103,9 @@ class TestSampler(unittest.TestCase):
     def test_lengths_come_from_the_length_model(self):
         lengths = [0.0, 0.0, 0.0, 0.7, 0.0, 0.3] + [0.0] * 10
         rng = random.Random(2)
-        for sampler in md.SAMPLERS:
-            names = [md.sample(TOK, WEIGHTS, lengths, rng, 2, sampler)[0] for _ in range(300)]
+        for sampler in md.SAMPLERS:  # the default template, '_*': the length model decides
+            with mock.patch.object(md, 'mask_predictor', uniform_model):
+                names = [md.sample(TOK, WEIGHTS, lengths, rng, 2, sampler)[0] for _ in range(300)]
             self.assertEqual({len(name) for name in names}, {3, 5})
             self.assertAlmostEqual(sum(len(name) == 3 for name in names) / 300, 0.7, delta=0.08)
 
@@ -113,14 +124,18 @@ class TestSampler(unittest.TestCase):
             self.assertLessEqual(model_calls, 15)  # steps with nothing to commit skip the model
 
     def test_confidence_commits_the_surest_positions_first(self):
-        # a fake model whose logits tell the position, and a fake draw whose confidence depends
-        # only on it: without choice noise the letters must be committed in confidence order
+        # a fake model under which position pos surely draws letter pos, and a fake confidence
+        # that depends on the letter only: without choice noise, the positions must be
+        # committed in confidence order
         confidences = [0.2, 0.9, 0.5, 0.7, 0.1, 0.3]
-        fake_model = lambda canvas, weights, positions=None: [[float(pos)] * TOK.vocab_size for pos in range(len(canvas))]
-        fake_draw = lambda scores, temperature, rng: (TOK.stoi['a'], [confidences[int(scores[0])]] * TOK.vocab_size)
-        with mock.patch.object(md, 'mask_predictor', fake_model), mock.patch.object(md, 'draw', fake_draw), \
-                mock.patch.object(md, 'choice_noise', 0.0):
-            _, trace = md.sample(TOK, None, LENGTHS, random.Random(0), 64, 'confidence', '______')
+        def fake_model(canvas, tok, weights, positions=None):
+            return [[1000.0 * (letter == pos) for letter in range(len(TOK.chars))]
+                    for pos in range(len(canvas))]
+        with mock.patch.object(md, 'mask_predictor', fake_model), mock.patch.object(md, 'choice_noise', 0.0), \
+                mock.patch.object(md, 'confidence', lambda probs, token: confidences[token]):
+            name, trace = md.sample(TOK, None, LENGTHS, random.Random(0), 64, 'confidence',
+                                    md.parse_template('______', TOK))
+        self.assertEqual(name, ''.join(TOK.chars[:6]))
         order = []
         for *_, canvas in trace[1:]:
             order += [pos for pos, token in enumerate(canvas[:-1]) if token != TOK.MASK and pos not in order]
@@ -133,9 +148,9 @@ class TestSampler(unittest.TestCase):
         self.assertEqual(counts[-1], 0)
         self.assertTrue(all(c > 0 for c in counts[:-1]))
         self.assertTrue(all(len(canvas) == 9 for *_, canvas in trace))  # L + 1 symbols
+        start, end, _ = md.SAMPLERS['confidence']
         for step, t, temperature, _ in trace[1:]:
-            want = md.temperature_at_end + (md.temperature_at_start - md.temperature_at_end) * t
-            self.assertAlmostEqual(temperature, want)
+            self.assertAlmostEqual(temperature, end + (start - end) * t)
         _, trace = self.run_sampler('random')
         self.assertTrue(all(temperature == 1.0 for _, _, temperature, _ in trace[1:]))
 
@@ -170,7 +185,9 @@ class TestSampler(unittest.TestCase):
 
     def test_template_with_star_draws_the_length_at_least_the_templates(self):
         rng = random.Random(5)
-        names = [md.sample(TOK, WEIGHTS, LENGTHS, rng, 2, 'confidence', 'ma__*')[0] for _ in range(400)]
+        template = md.parse_template('ma__*', TOK)
+        with mock.patch.object(md, 'mask_predictor', uniform_model):
+            names = [md.sample(TOK, WEIGHTS, LENGTHS, rng, 2, 'confidence', template)[0] for _ in range(400)]
         self.assertTrue(all(name.startswith('ma') for name in names))
         lengths = [len(name) for name in names]
         self.assertEqual(min(lengths), 4)
@@ -181,12 +198,16 @@ class TestSampler(unittest.TestCase):
     def test_bad_templates(self):
         for template in ('', '*', 'a*b', 'ma-*', 'x' * 16, 'x' * 16 + '*', 'é*'):
             with self.subTest(template=template):
-                with self.assertRaises(md.UserError):
+                with self.assertRaisesRegex(md.UserError, "is not 1 to 15 of '_' and the letters"):
                     md.parse_template(template, TOK)
         self.assertEqual(md.parse_template('x' * 15, TOK), ([TOK.stoi['x']] * 15, False))
         self.assertEqual(md.parse_template('_x*', TOK), ([TOK.MASK, TOK.stoi['x']], True))
         name, _ = self.run_sampler('confidence', 'x' * 15 + '*')  # only 15 letters fit: L = 15
         self.assertEqual(name, 'x' * 15)
+
+
+def random_masks(n_letters, rng):  # as heldout_nelbo draws them: k random letters, k = 1..L
+    return [sorted(rng.sample(range(n_letters), k)) for k in range(1, n_letters + 1)]
 
 
 class TestEvaluation(unittest.TestCase):
@@ -195,63 +216,38 @@ class TestEvaluation(unittest.TestCase):
         # the sum of the per-letter cross-entropies, and the ELBO is tight: -log p(L) + sum_k c_k
         # has exactly that mean
         rng = random.Random(0)
-        fixed = [[rng.uniform(-2, 2) for _ in range(TOK.vocab_size)] for _ in range(md.block_size)]
-        for row in fixed:
-            row[TOK.MASK] -= 1e6
-            row[TOK.END] -= 1e6
-        context_free = lambda canvas, weights, positions=None: fixed[:len(canvas)]
+        fixed = [[rng.uniform(-2, 2) for _ in range(len(TOK.chars))] for _ in range(md.block_size)]
+        context_free = lambda canvas, tok, weights, positions=None: fixed[:len(canvas)]
         with mock.patch.object(md, 'mask_predictor', context_free):
             letters = TOK.encode('sophia')[:-1]
             exact = -math.log(LENGTHS[6]) + sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(letters))
-            estimate = md.nelbo('sophia', TOK, None, LENGTHS, md.nelbo_masks(6, random.Random(1), 400), repeats=400)
-            self.assertAlmostEqual(estimate, exact, delta=0.005 * exact)
-            # per character: a name of L letters counts L + 1
-            per_char, stderr = md.heldout_nelbo(['sophia', 'sophia'], TOK, None, LENGTHS, random.Random(2), repeats=400)
+            estimates = [md.nelbo('sophia', random_masks(6, rng), TOK, None, LENGTHS) for _ in range(400)]
+            self.assertAlmostEqual(sum(estimates) / 400, exact, delta=0.005 * exact)
+            # per character: a name of L letters counts L + 1; one mask per k is already unbiased
+            per_char, stderr = md.heldout_nelbo(['sophia'] * 400, TOK, None, LENGTHS, random.Random(3))
             self.assertAlmostEqual(per_char, exact / 7, delta=0.005 * exact / 7)
-            self.assertLess(stderr, 0.05)
-            # one repeat is already unbiased: the mean over many names is the exact value
-            per_char, _ = md.heldout_nelbo(['sophia'] * 400, TOK, None, LENGTHS, random.Random(3))
-            self.assertAlmostEqual(per_char, exact / 7, delta=0.005 * exact / 7)
+            self.assertLess(stderr, 0.01)
 
-    def test_nelbo_masks_each_number_of_letters_once_per_repeat(self):
+    def test_nelbo_masks_each_number_of_letters_once(self):
         calls = []
-        def fake_model(canvas, weights, positions=None):
-            calls.append(list(canvas))
-            return [[0.0] * TOK.vocab_size for _ in canvas]
+        def fake_model(canvas, tok, weights, positions=None):
+            calls.append((list(canvas), positions))
+            return [[0.0] * len(TOK.chars) for _ in canvas]
         with mock.patch.object(md, 'mask_predictor', fake_model):
-            md.nelbo('mia', TOK, None, LENGTHS, md.nelbo_masks(3, random.Random(0), 2), repeats=2)
-        self.assertEqual(sorted(canvas.count(TOK.MASK) for canvas in calls), [1, 1, 2, 2, 3, 3])
-        self.assertTrue(all(len(canvas) == 4 and canvas[-1] == TOK.END for canvas in calls))
+            md.heldout_nelbo(['mia'], TOK, None, LENGTHS, random.Random(0))
+        self.assertEqual(sorted(canvas.count(TOK.MASK) for canvas, _ in calls), [1, 2, 3])
+        for canvas, positions in calls:
+            self.assertEqual(len(canvas), 4)
+            self.assertEqual(canvas[-1], TOK.END)
+            self.assertEqual(positions, [pos for pos, token in enumerate(canvas) if token == TOK.MASK])
 
     def test_context_free_baseline_by_hand(self):
-        tok = md.Tokenizer(['ab', 'b'], md.block_size)  # letters a, b
-        lengths = md.length_model(['ab', 'b'], tok.max_letters)  # 1 and 2 letters: 2/17 each
+        tok = md.Tokenizer(['ab', 'b'])  # letters a, b
+        lengths = md.length_model(['ab', 'b'])  # 1 and 2 letters: 2/17 each
         # position 0 counts a 1+1, b 1+1 -> p(b) = 2/4; position 1 counts a 1, b 1+1 -> p(b) = 2/3
         nll = md.context_free_nll(['ab', 'b'], ['bb'], tok, lengths)
         want = -(math.log(2 / 17) + math.log(2 / 4) + math.log(2 / 3)) / 3
         self.assertAlmostEqual(nll, want, places=12)
-
-
-class TestSampleStats(unittest.TestCase):
-    def test_hand_made_list(self):
-        train, heldout = ['anna', 'bob', 'cleo'], ['dan']
-        samples = ['anna', 'anna', 'dan', 'zed', 'bob', 'xy']
-        stats = md.sample_stats(samples, train, heldout)
-        self.assertAlmostEqual(stats['distinct'], 5 / 6)
-        self.assertAlmostEqual(stats['in_train'], 3 / 6)
-        self.assertAlmostEqual(stats['in_heldout'], 1 / 6)
-        self.assertAlmostEqual(stats['new'], 2 / 6)
-        self.assertEqual(stats['empty'], 0)
-        # lengths: samples 4,4,3,3,3,2 -> {2: 1/6, 3: 3/6, 4: 2/6}; data 4,3,4 -> {3: 1/3, 4: 2/3}
-        want_tv = 0.5 * (abs(1 / 6 - 0) + abs(3 / 6 - 1 / 3) + abs(2 / 6 - 2 / 3))
-        self.assertAlmostEqual(stats['length_tv'], want_tv)
-        self.assertAlmostEqual(md.sample_stats(['ab', ''], ['ab'], [])['empty'], 0.5)
-        self.assertAlmostEqual(md.sample_stats(train, train, [])['length_tv'], 0.0)
-
-    def test_count_known_separates_trained_on_from_real_but_unseen(self):
-        trained_on, real = {'anna', 'bob'}, {'anna', 'bob', 'cleo', 'dan'}  # cleo: never reached
-        samples = ['anna', 'cleo', 'dan', 'zed', 'bob', 'anna']
-        self.assertEqual(md.count_known(samples, trained_on, real), (3, 2))
 
 
 if __name__ == '__main__':
