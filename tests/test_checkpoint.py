@@ -139,7 +139,7 @@ class TestSaveAndLoad(Folder):
 
     def test_a_save_path_that_cannot_be_written_fails_before_training(self):
         os.mkdir(os.path.join(self.folder, 'adir'))
-        for path, expect in (('adir', 'it is a directory'), ('nowhere/model.json', 'No such file or directory')):
+        for path, expect in (('adir', 'is not a saved model'), ('nowhere/model.json', 'No such file or directory')):
             with self.subTest(path=path):
                 result = self.assert_fails_cleanly(TRAIN + ['--save', path], expect=expect)
                 self.assertNotIn('step ', result.stdout)  # no training was spent

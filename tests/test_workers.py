@@ -144,10 +144,11 @@ class TestStops(Folder):
         return code, stderr
 
     def test_ctrl_c(self):
-        for phase, where in (('training', r'at training step \d+ of 100000'),
-                             ('evaluation', 'during the held-out evaluation')):
-            with self.subTest(phase=phase):
-                code, stderr = self.stop(signal.SIGINT, phase)
+        for start_method, phase, where in (('fork', 'training', r'at training step \d+ of 100000'),
+                                           ('fork', 'evaluation', 'during the held-out evaluation'),
+                                           ('spawn', 'training', r'at training step \d+ of 100000')):
+            with self.subTest(start_method=start_method, phase=phase):
+                code, stderr = self.stop(signal.SIGINT, phase, start_method)
                 self.assertEqual(code, 130)
                 self.assertRegex(stderr, rf'^microdiffusion.py: interrupted {where}; nothing was written\n$')
 

@@ -8,7 +8,9 @@ held-out NELBO on all 1,000 held-out names, with the same names and masks for ev
 one seed, so that settings are compared pairwise.
 
 Run: python tests/training_sweep.py --time
-     pypy3 tests/training_sweep.py --seeds 42,1,2 --budget 112 --ms-per-step 4:55.7,8:103.5
+     pypy3 tests/training_sweep.py --seeds 42,1,2 --budget 111.44 --ms-per-step 4:55.72,8:103.5 \
+         --settings 4:0.007,8:0.01,8:0.012,8:0.014
+(a time per step is --time's ms per name with 2 workers, times B)
 """
 import argparse
 import os
