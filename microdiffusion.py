@@ -407,7 +407,7 @@ def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidenc
 # checking the names, worker processes, checkpoints, the command line, reporting and main().
 import argparse            # the command line
 import concurrent.futures  # a pool of worker processes that share out each step's names
-import gc                  # gc.disable: on CPython the cyclic collector only slows training
+import gc                  # gc.disable, gc.collect: the collector, paused (see pause_collector)
 import hashlib             # hashlib.sha256: checks the download, ties a model to its names file
 import json                # a saved model is one JSON file
 import multiprocessing     # parent_process(): a worker sees when the main process has gone
