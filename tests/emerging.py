@@ -9,7 +9,6 @@ Run: python microdiffusion.py --save model.json
 """
 import argparse
 import os
-import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
