@@ -5,25 +5,47 @@ It learns from a list of human names and makes new ones the diffusion way: draw 
 name will be, lay out that many [MASK] tokens and an END, then unmask them step by step, each
 step guided by a transformer that predicts every hidden letter from the letters on both sides.
 The diffusion companion of Karpathy's microgpt, as plain on purpose: a scalar autograd engine,
-a 2-layer model of 6,848 parameters, a length counted rather than predicted, no dependencies.
-The algorithm comes first; after it, the workshop that runs it.
+a 2-layer model of 6,848 parameters, a length counted rather than predicted, no dependencies;
+the algorithm first, ending with the program that runs it, then the workshop.
 """
-import math      # math.exp, math.log, math.cos, math.sqrt, math.pi
+import gc        # gc.disable, gc.collect: the cycle collector, paused while training
+import math      # math.exp, math.log, math.cos, math.sqrt, math.pi, math.isfinite
 import operator  # operator.mul: a dot product of plain floats
 import random    # random.Random: seeded generators for data order, weights, noise and samples
+import time      # elapsed and remaining time, in the progress line
 
-# Let there be data: a list of names, one per line of input.txt (the workshop reads and checks
-# it); 1,000 (or a tenth, if fewer) held out, to measure the model on names it never trained on
+# Let there be settings: every hyperparameter and sampler constant, once; the flags' defaults
+block_size = 16        # the longest canvas: a name of up to 15 letters, then END
+n_layer = 2            # transformer blocks
+n_embd = 16            # width of every token's vector
+n_head = 4             # attention heads
+head_dim = n_embd // n_head
+mlp_hidden = 4 * n_embd
+init_std = 0.08        # weights start as N(0, 0.08^2)
+t_min = 0.2            # training noise levels t are log-uniform in [t_min, 1]
+num_steps = 1075       # training steps...
+batch_size = 8         # ...of 8 names each, their gradients averaged: 8,600 names
+learning_rate = 0.014  # Adam's, decaying linearly towards 0
+beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
+seed = 42              # one generator, seeded once: the split, the weights, training, samples
+n_heldout = 1000       # names held out (a tenth, if fewer), to measure the model on
+denoise_steps = 64     # sampling steps from t = 1 to 0: at 64, each reveals at most one letter
+# a sampler: its temperature at t = 1 and at t = 0, and whether the surest letters are kept
+# first or in random order ('random' draws from the distribution that the NELBO bounds)
+SAMPLERS = {'confidence': (1.0, 1.0, True), 'random': (1.0, 1.0, False)}
+choice_noise = 1.0     # the scale of the Gumbel noise, times t, added to each confidence
+num_samples = 20       # names printed at the end
+score_sets = 200       # --score: the most sets of k hidden letters it averages over, for each k
+max_letters = block_size - 1
+
+# Let there be data: names, each once, 1,000 (or a tenth) held out to measure the model on
 def split(names, rng):
     names = list(names)
     rng.shuffle(names)
-    n_heldout = min(1000, len(names) // 10)
-    return names[n_heldout:], names[:n_heldout]
+    n_out = min(n_heldout, len(names) // 10)
+    return names[n_out:], names[:n_out]
 
 # Let there be a tokenizer: one id per character, then MASK and END
-block_size = 16  # the longest canvas: a name of up to 15 letters, then END
-max_letters = block_size - 1
-
 class Tokenizer:
     """The characters of the names, sorted, are the letters: ids 0..n-1. MASK (id n) means "not
     revealed yet": diffusion starts from a row of them. END (id n+1) closes every name and is
@@ -89,12 +111,13 @@ class Value:
     def relu(self):
         return Value(max(0.0, self.data), (self,), (float(self.data > 0),))
 
-    def __neg__(self): return self * -1                        # -self
-    def __radd__(self, other): return self + other             # other + self
-    def __sub__(self, other): return self + (-other)           # self - other
+    # built from the ops above, so no gradient of their own; 1 - v calls v.__rsub__(1)
+    def __neg__(self): return self * -1
+    def __radd__(self, other): return self + other
+    def __sub__(self, other): return self + (-other)
     def __rsub__(self, other): return other + (-self)          # other - self
-    def __rmul__(self, other): return self * other             # other * self
-    def __truediv__(self, other): return self * other ** -1    # self / other
+    def __rmul__(self, other): return self * other
+    def __truediv__(self, other): return self * other ** -1
     def __rtruediv__(self, other): return other * self ** -1   # other / self
 
     # two n-ary nodes, for speed: a sum or a dot product of n Values is one node, not n-1 or 2n-1
@@ -120,19 +143,6 @@ class Value:
                 child.grad += local_grad * node_grad
         Value.tape.clear()  # the next graph starts a new tape
 
-# Let there be hyperparameters
-n_layer = 2            # transformer blocks
-n_embd = 16            # width of every token's vector
-n_head = 4             # attention heads
-head_dim = n_embd // n_head
-mlp_hidden = 4 * n_embd
-init_std = 0.08        # weights start as N(0, 0.08^2)
-t_min = 0.2            # training noise levels t are log-uniform in [t_min, 1]
-batch_size = 8         # names per training step, their gradients averaged
-num_steps = 1075       # training steps
-learning_rate = 0.014  # Adam's, decaying linearly towards 0
-beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
-
 # Let there be parameters, by microgpt's state-dict names: wte (tied: it embeds the tokens and
 # reads the letters out), wpe, and per layer attention (wq, wk, wv, wo) and MLP (fc1, fc2)
 def init_params(vocab_size, rng):
@@ -149,31 +159,27 @@ def init_params(vocab_size, rng):
 def parameters(state_dict):  # every trainable Value, once, in a fixed order
     return [p for matrix in state_dict.values() for row in matrix for p in row]
 
-def as_floats(state_dict):  # the weights as plain floats: the model runs without a graph
+def as_floats(state_dict):  # the weights: the same matrices of plain floats, to run with no graph
     return {name: [[p.data for p in row] for row in matrix] for name, matrix in state_dict.items()}
 
 # Let there be building blocks. Each takes Values while training (a graph is built, for
-# backward) or plain floats while sampling and evaluating (no graph: 4.5 times faster). The
-# formulas are the same; only these five helpers and relu tell the two apart
+# backward) or plain floats while sampling and evaluating (no graph, so faster). The formulas
+# are the same; only these five helpers and relu tell the two apart
 def total(xs):  # x_1 + ... + x_n: one n-ary node for Values
     return Value.sum(xs) if isinstance(xs[0], Value) else sum(xs)
-
 def dot(ws, xs):  # w_1 x_1 + ... + w_n x_n: one n-ary node for Values
     return Value.dot(ws, xs) if isinstance(xs[0], Value) else sum(map(operator.mul, ws, xs))
-
 def exp(x):
     return x.exp() if isinstance(x, Value) else math.exp(x)
-
 def log(x):
     return x.log() if isinstance(x, Value) else math.log(x)
-
 def data(x):  # the plain number, for comparisons that need no gradient
     return x.data if isinstance(x, Value) else x
 
-def linear(x, w):  # y = W x, one dot product per output row
+def linear(x, w):  # y = W x with no bias, as in microgpt
     return [dot(w_row, x) for w_row in w]
 
-def relu(x):  # max(0, x_i) for each element of the vector x
+def relu(x):
     return [xi.relu() if isinstance(xi, Value) else max(0.0, xi) for xi in x]
 
 def softmax(logits):
@@ -182,7 +188,7 @@ def softmax(logits):
     inverse_total = 1 / total(exps)
     return [e * inverse_total for e in exps]
 
-def rmsnorm(x):  # x / sqrt(mean(x^2) + 1e-5): every vector comes out with a root mean square of 1
+def rmsnorm(x):  # every vector comes out with a root mean square of 1, whatever its scale
     mean_square = dot(x, x) / len(x)
     scale = (mean_square + 1e-5) ** -0.5
     return [xi * scale for xi in x]
@@ -198,7 +204,8 @@ def cross_entropy(logits, target):  # -log softmax(logits)[target], by log-sum-e
 
 # Let there be the model: a bidirectional transformer that predicts every position at once
 def mask_predictor(canvas, tok, state_dict, positions=None):
-    """Logits over the letters at the positions asked for (default: all), None at the others."""
+    """Logits over the letters at the positions asked for (default: all), None at the others.
+    state_dict holds Values while training and plain floats (as_floats) otherwise."""
     if positions is None:
         positions = range(len(canvas))
     x = [rmsnorm([te + pe for te, pe in zip(state_dict['wte'][token], state_dict['wpe'][pos])])
@@ -217,8 +224,8 @@ def mask_predictor(canvas, tok, state_dict, positions=None):
             for h in range(n_head):  # each head reads its own head_dim slice of q, k and v
                 hs = slice(h * head_dim, (h + 1) * head_dim)
                 x_attn.extend(attention(q[hs], [k[hs] for k in keys], [v[hs] for v in values]))
-            x_attn = linear(x_attn, state_dict[f'layer{i}.attn_wo'])  # the output projection
-            x_attn = [a + b for a, b in zip(x_attn, x[pos])]            # and the residual
+            x_attn = linear(x_attn, state_dict[f'layer{i}.attn_wo'])
+            x_attn = [a + b for a, b in zip(x_attn, x[pos])]  # the residual connection
             # 2) MLP: expand, ReLU, project back, and the residual connection
             hidden = relu(linear(rmsnorm(x_attn), state_dict[f'layer{i}.mlp_fc1']))
             x_mlp = linear(hidden, state_dict[f'layer{i}.mlp_fc2'])
@@ -248,13 +255,23 @@ def masked_loss(logits, clean, masked):
     is nothing to learn from predicting the letters the model can see."""
     return total([cross_entropy(logits[pos], clean[pos]) for pos in masked]) / len(masked)
 
+def name_gradient(clean, noisy, tok, state_dict):
+    """One corrupted name's loss and gradient (in parameters() order), every .grad left at 0."""
+    masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
+    loss = masked_loss(mask_predictor(noisy, tok, state_dict, masked), clean, masked)
+    loss.backward()
+    params = parameters(state_dict)
+    grad = [p.grad for p in params]
+    for p in params:
+        p.grad = 0.0
+    return loss.data, grad
+
 # Let there be Adam
 class Adam:
     def __init__(self, params):
-        self.params = params
+        self.params, self.step_count = params, 0
         self.m = [0.0] * len(params)  # running mean of the gradient
         self.v = [0.0] * len(params)  # running mean of the squared gradient
-        self.step_count = 0
 
     def step(self, grad, lr_t):
         """One update from grad, a gradient per parameter, with bias-corrected moments."""
@@ -267,109 +284,48 @@ class Adam:
             m_hat, v_hat = m[i] / m_correction, v[i] / v_correction
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
 
-# Let there be training: a few names a step, each hidden at a noise level of its own
-def name_gradient(clean, noisy, tok, state_dict):
-    """One corrupted name's loss and gradient (in parameters() order), every .grad left at 0."""
-    masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
-    loss = masked_loss(mask_predictor(noisy, tok, state_dict, masked), clean, masked)
-    loss.backward()
-    params = parameters(state_dict)
-    grad = [p.grad for p in params]
-    for p in params:
-        p.grad = 0.0
-    return loss.data, grad
-
-def train(names, tok, state_dict, num_steps, batch_size, rng, gradients=None, on_step=None):
-    """Train in place and return every step's loss. gradients(state_dict, batch) may compute
-    each name's (loss, gradient) elsewhere (the workshop's processes, to the same digits);
-    on_step(step, loss) is told of every step."""
-    params = parameters(state_dict)
-    optimizer = Adam(params)
-    losses = []
-    for step in range(1, num_steps + 1):
-        first = (step - 1) * batch_size  # the names are read in order, round and round
-        cleans = [tok.encode(names[(first + b) % len(names)]) for b in range(batch_size)]
-        batch = [(clean, corrupt(clean, noise_level(rng), tok, rng)) for clean in cleans]
-        if gradients:
-            results = gradients(state_dict, batch)
-        else:
-            results = [name_gradient(clean, noisy, tok, state_dict) for clean, noisy in batch]
-        # the batch's loss is the mean of its names' losses, so its gradient is the mean of
-        # theirs, added up in batch order: the same digits wherever they were computed
-        loss = sum(name_loss for name_loss, _ in results) / batch_size
-        grad = results[0][1]
-        for _, name_grad in results[1:]:
-            grad = [a + b for a, b in zip(grad, name_grad)]
-        grad = [g / batch_size for g in grad]
-        optimizer.step(grad, learning_rate * (1 - (step - 1) / num_steps))  # linear decay
-        losses.append(loss)
-        if on_step:
-            on_step(step, loss)
-    return losses
-
 # Let there be evaluation: the negative ELBO of names the model never trained on. Reveal a
 # name's L letters one at a time, in random order: while k are hidden, the next is any of the k
 # alike, so it costs on average c_k, the mean cross-entropy at k random hidden letters. So
 # -log p(name) <= -log p(L) + c_1 + ... + c_L for the 'random' sampler's distribution (random
 # order, temperature 1, one letter a step: at 22 denoising steps or more, so at the default 64)
+def random_order(name, rng):
+    """One random order of revealing the name's letters, as the letters still hidden before
+    each reveal: masks[k - 1] hides k of them, a random k, so the loss there estimates c_k."""
+    last_first = rng.sample(range(len(name)), len(name))  # the letter revealed last comes first
+    return [sorted(last_first[:k]) for k in range(1, len(name) + 1)]
+
 def nelbo(name, masks, tok, weights, length_probs):
-    """One name's negative ELBO in nats, an upper bound on -log p(name). masks[k - 1] hides k
-    random letters: an unbiased estimate of c_k."""
-    clean = tok.encode(name)
-    bound = -math.log(length_probs[len(name)])
-    for masked in masks:
-        noisy = [tok.MASK if pos in masked else token for pos, token in enumerate(clean)]
-        bound += masked_loss(mask_predictor(noisy, tok, weights, masked), clean, masked)
-    return bound
+    """One name's negative ELBO in nats, an upper bound on -log p(name), along one order."""
+    letters = sum(hidden_loss(tok.encode(name), masked, tok, weights) for masked in masks)
+    return -math.log(length_probs[len(name)]) + letters
 
-def heldout_nelbo(names, tok, weights, length_probs, rng, nelbos=None):
-    """NELBO per character (a name of L letters counts L + 1, its end too) and its standard
-    error. nelbos(weights, length_probs, names, masks) may compute the names' NELBOs elsewhere."""
-    masks = [[sorted(rng.sample(range(len(name)), k)) for k in range(1, len(name) + 1)]
-             for name in names]
-    if nelbos:
-        per_name = nelbos(weights, length_probs, names, masks)
-    else:
-        per_name = [nelbo(name, name_masks, tok, weights, length_probs)
-                    for name, name_masks in zip(names, masks)]
+def hidden_loss(clean, masked, tok, weights):  # the loss at the masked positions, hidden
+    noisy = [tok.MASK if pos in masked else token for pos, token in enumerate(clean)]
+    return masked_loss(mask_predictor(noisy, tok, weights, masked), clean, masked)
+
+def per_character(bounds, names):
+    """The names' NELBO per character (a name of L letters counts L + 1, its END too) and its
+    standard error, by the delta method for a ratio of means (None for a single name)."""
     n_chars = [len(name) + 1 for name in names]
-    per_char = sum(per_name) / sum(n_chars)
-    # the standard error of a ratio of means, by the delta method
-    residuals = [bound - per_char * n for bound, n in zip(per_name, n_chars)]
+    per_char = sum(bounds) / sum(n_chars)
+    residuals = [bound - per_char * n for bound, n in zip(bounds, n_chars)]
     variance = sum(r * r for r in residuals) / max(1, len(residuals) - 1)
-    return per_char, math.sqrt(variance / len(residuals)) / (sum(n_chars) / len(n_chars))
+    stderr = math.sqrt(variance / len(residuals)) / (sum(n_chars) / len(n_chars))
+    return per_char, stderr if len(names) > 1 else None
 
-def context_free_nll(train_names, test_names, tok, length_probs):
-    """The baseline: the same length model, then one letter distribution per position, counted
-    (add-one) on the training names; per character as above."""
-    counts = [[1] * len(tok.chars) for _ in range(max_letters)]
-    for name in train_names:
-        for pos, ch in enumerate(name):
-            counts[pos][tok.stoi[ch]] += 1
-    nll = 0.0
-    for name in test_names:
-        nll -= math.log(length_probs[len(name)])
-        for pos, ch in enumerate(name):
-            nll -= math.log(counts[pos][tok.stoi[ch]] / sum(counts[pos]))
-    return nll / sum(len(name) + 1 for name in test_names)
-
-# Let there be sampling: draw a length, then unmask its letters, surest first. A sampler is its
-# temperature at t = 1 and at t = 0, and whether the surest letters are kept first (or in random
-# order: 'random' draws from the model's own distribution, the one that the NELBO bounds)
-SAMPLERS = {'confidence': (1.0, 0.8, True), 'random': (1.0, 1.0, False)}
-choice_noise = 1.25  # the scale of the Gumbel noise, times t, added to each confidence
-
+# Let there be sampling: draw a length, then unmask its letters, surest first
 def cosine_noise(step, n_steps):  # the noise level t after `step` of n_steps: from 1 down to 0
     return math.cos(math.pi / 2 * step / n_steps)
 
 def confidence(probs, token):  # how sure the model is of the letter it drew: its log-probability
     return math.log(probs[token])
 
-def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidence',
+def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='confidence',
            template=None):
-    """A new name, and its trace: (step, t, temperature, canvas) for every step that changed
-    the canvas. template is (tokens, open_ended): tokens holds letters and MASKs; open-ended,
-    the length model adds any number of MASKs after them. By default: ([MASK], True)."""
+    """A new name, and its trace: (step, t after it, temperature, canvas) for each step that
+    changed the canvas. template: (tokens, open_ended), tokens letters and MASKs; open-ended, the
+    length model adds any number of MASKs after them. By default: ([MASK], True)."""
     tokens, open_ended = template or ([tok.MASK], True)
     if open_ended:  # the length comes first
         tokens = tokens + [tok.MASK] * (draw_length(length_probs, rng, len(tokens)) - len(tokens))
@@ -377,9 +333,9 @@ def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidenc
     n_hidden = canvas.count(tok.MASK)
     temperature_at_start, temperature_at_end, surest_first = SAMPLERS[sampler]
     trace = [(0, 1.0, None, list(canvas))]
-    for step in range(1, denoise_steps + 1):
+    for step in range(1, n_steps + 1):
         # t falls from 1 to 0 along a cosine; after this step round(n_hidden * t_next) stay hidden
-        t, t_next = cosine_noise(step - 1, denoise_steps), cosine_noise(step, denoise_steps)
+        t, t_next = cosine_noise(step - 1, n_steps), cosine_noise(step, n_steps)
         masked = [pos for pos, token in enumerate(canvas) if token == tok.MASK]
         n_to_reveal = len(masked) - round(n_hidden * t_next)
         if n_to_reveal == 0:
@@ -399,71 +355,235 @@ def sample(tok, weights, length_probs, rng, denoise_steps=64, sampler='confidenc
         # the n_to_reveal highest are kept for good; the rest go back under MASK
         for pos in sorted(masked, key=priority.get, reverse=True)[:n_to_reveal]:
             canvas[pos] = drawn[pos]
-        trace.append((step, t, temperature, list(canvas)))
+        trace.append((step, t_next, temperature, list(canvas)))
     return tok.decode(canvas), trace
 
+# Let there be the program: the names, the model, the training loop, the NELBO, the samples.
+# It calls on the workshop (after the line below) to check input, share work, save and stop
+def main(argv=None):
+    with stop_report() as run:  # an error, Ctrl-C or kill ends the run with one line
+        args = parse_args(argv)  # the flags, checked; their defaults are the settings above
+        lines, too_long, names_sha256 = read_names(args.input)  # lower-cased, every line checked
+        names = list(dict.fromkeys(lines))  # each name once: held out means never trained on
+        rng = random.Random(args.seed)
+        train_names, heldout_names = split(names, rng)
+        tok = Tokenizer(names)
+        length_probs = length_model(train_names)
+        state_dict = init_params(tok.vocab_size, rng)
+        template = check_flags(args, tok)  # a bad template, name or path fails now, not later
+        print(f"names: {len(names):,} ({count(len(lines) - len(names), 'repeated line')} dropped): "
+              f"{len(train_names):,} for training, {len(heldout_names):,} held out")
+        if too_long:
+            print(f"skipped {count(too_long, 'name')} longer than {max_letters} characters")
+        print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
+        print(f"parameters: {len(parameters(state_dict)):,}")
+        with worker_processes(args.workers, tok) as workers:  # None: one process does it all
+            if args.load:  # the weights, the lengths and the generator as training left them
+                length_probs = load_model(args, tok, names_sha256, state_dict, rng)
+            else:
+                gc.disable()  # no graph holds a cycle: the cycle collector only slows training
+                optimizer = Adam(parameters(state_dict))
+                losses, start = [], time.time()
+                for step in range(1, args.num_steps + 1):
+                    run.where = f"at training step {step} of {args.num_steps}"
+                    first = (step - 1) * args.batch_size  # read in order, round and round
+                    cleans = [tok.encode(train_names[(first + b) % len(train_names)])
+                              for b in range(args.batch_size)]
+                    batch = [(clean, corrupt(clean, noise_level(rng), tok, rng))
+                             for clean in cleans]  # each name at a noise level of its own
+                    if workers and len(batch) > 1:  # the same (loss, gradient) pairs, in order
+                        results = workers.gradients(state_dict, batch)
+                    else:
+                        results = [name_gradient(clean, noisy, tok, state_dict)
+                                   for clean, noisy in batch]
+                    # the batch's loss is the mean of its names' losses, so its gradient is the
+                    # mean of theirs, added in batch order: the same digits for any workers
+                    loss = sum(name_loss for name_loss, _ in results) / len(batch)
+                    if not math.isfinite(loss):
+                        raise UserError(f"the loss became {loss} at step {step}; training stopped")
+                    grad = [sum(g) / len(batch) for g in zip(*(g for _, g in results))]
+                    optimizer.step(grad, learning_rate * (1 - (step - 1) / args.num_steps))
+                    if step % 10 == 0:
+                        gc.collect()  # PyPy, with no reference counting, frees nothing without it
+                    losses.append(loss)
+                    if step == 1 or step % 100 == 0 or step == args.num_steps:
+                        print(progress_line(step, args.num_steps, losses, start), flush=True)
+                if args.save:
+                    save_model(args, tok, state_dict, length_probs, rng, names_sha256)
+                    run.saved = args.save
+            weights = as_floats(state_dict)  # plain floats from here on: no graph to build
+            if args.score:  # instead of the NELBO and the samples: how likely each name is
+                run.where = "while scoring"
+                return print_scores(args.score, tok, weights, length_probs)
+            eval_names = heldout_names[:args.eval_names]  # none, if fewer than 10 names
+            if eval_names:
+                run.where = "during the held-out evaluation"
+                eval_rng = random.Random(args.seed + 1)  # its own generator: the samples stay
+                orders = [random_order(name, eval_rng) for name in eval_names]
+                if workers:  # the same bounds, computed by the worker processes
+                    bounds = workers.nelbos(weights, length_probs, eval_names, orders)
+                else:
+                    bounds = [nelbo(name, masks, tok, weights, length_probs)
+                              for name, masks in zip(eval_names, orders)]
+                per_char, stderr = per_character(bounds, eval_names)
+                baseline = context_free_nll(train_names, eval_names, tok, length_probs)
+                print(f"held-out NELBO: {per_char:.3f}" + (f" ± {stderr:.3f}" if stderr else "") +
+                      f" nats/char on {count(len(eval_names), 'name')} never trained on "
+                      f"({baseline:.3f} without context)")
+        if args.num_samples:
+            run.where = "while sampling"
+            trained_on = set(train_names[:args.num_steps * args.batch_size])  # read in order
+            print(f"--- {count(args.num_samples, 'sample')} ({args.sampler} sampler, "
+                  f"{args.denoise_steps} denoising steps) ---")
+            marks, traces, real_names = [], [], set(names)
+            for n in range(1, args.num_samples + 1):
+                name, trace = sample(tok, weights, length_probs, rng, args.denoise_steps,
+                                     args.sampler, template)
+                traces.append(trace)  # how it emerged, step by step
+                marks.append('trained on' if name in trained_on else
+                             'real, never trained on' if name in real_names else '')
+                print(f"sample {n:2d}: {name}" + (f"  ({marks[-1]})" if marks[-1] else ''))
+            print(f"{marks.count('')} new, {marks.count('trained on')} the model was trained on, "
+                  f"{count(marks.count('real, never trained on'), 'real name')} it never saw")
+            if args.trace:
+                print_trace(traces[0], tok)
+
 # ---------------------------------------------------------------------------------------------
-# That is the whole algorithm. The rest of the file is the workshop that runs it: reading and
-# checking the names, worker processes, checkpoints, the command line, reporting and main().
+# That is the whole algorithm, and the program that runs it. The rest of the file is the
+# workshop: the helpers main() calls by name, for everything a user can get wrong or stop.
 import argparse            # the command line
 import concurrent.futures  # a pool of worker processes that share out each step's names
-import gc                  # gc.disable, gc.collect: the collector, paused (see pause_collector)
-import hashlib             # hashlib.sha256: checks the download, ties a model to its names file
+import contextlib          # contextlib.contextmanager: a stop report and a pool that always end
+import hashlib             # hashlib.sha256: ties a saved model to its names file
+import itertools           # itertools.combinations: every set of hidden letters, for --score
 import json                # a saved model is one JSON file
 import multiprocessing     # parent_process(): a worker sees when the main process has gone
 import os                  # paths, and os.replace: a file is written whole or not at all
 import signal              # Ctrl-C and SIGTERM are the main process's to handle
-import sys                 # sys.stdout, sys.stderr, sys.exit, sys.implementation
-import tempfile            # a download or a model is first written to a temporary file
+import sys                 # sys.stderr, sys.exit, sys.implementation
+import tempfile            # a model is first written to a temporary file
 import threading           # the thread in each worker that watches the main process
-import time                # elapsed and remaining time
-import urllib.request      # the download, only when input.txt is missing
+import types               # types.SimpleNamespace: where the run is, for the stop report
 
-DATA_URL = 'https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt'
-DATA_SHA256 = '0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d'
-MODEL_FORMAT, MODEL_VERSION = 'microdiffusion-model', 1
-
-class UserError(Exception): pass  # something the user can fix: main() prints it in one line
+class UserError(Exception): pass  # something the user can fix: one line, exit status 1
 class Terminated(BaseException): pass  # SIGTERM: a stop, as Ctrl-C's KeyboardInterrupt is
 
-def pause_collector():  # in each worker; main() pauses its own, under PyPy too
-    # no graph holds a reference cycle, so CPython's reference counting frees each one and its
-    # cyclic collector only slows training. PyPy has no reference counting: its collector stays
-    if sys.implementation.name == 'cpython':
-        gc.disable()
+def count(n, noun):  # '1 name', '2 names'
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
-# The names: downloaded when missing, every line checked
-def write_whole_file(path, write, mode):
-    """Write to a new file beside path, then rename it onto path: whole, or not at all."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}-', suffix='.tmp', dir=folder)
-    try:
-        umask = os.umask(0)  # read it, and put it back: the file gets a new file's usual mode
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
+# What the program prints: the progress line, the baseline beside the NELBO, the scores
+def progress_line(step, n_steps, losses, start):
+    elapsed, recent = time.time() - start, losses[-100:]
+    return (f"step {step:5d} / {n_steps} | loss {losses[-1]:.4f} | mean of last {len(recent):3d} "
+            f"{sum(recent) / len(recent):.4f} | {elapsed:5.1f}s elapsed | "
+            f"{elapsed / step * (n_steps - step):5.1f}s left")
 
-def download_names(path):  # input.txt, from the pinned address, checked, written whole
-    try:
-        with urllib.request.urlopen(DATA_URL, timeout=30) as response:
-            payload = response.read()
-    except OSError as err:  # urllib.error.URLError is an OSError
-        reason = getattr(err, 'reason', err)
-        raise UserError(f"{path} is missing and could not be downloaded ({reason}); save "
-                        f"{DATA_URL} as {path}, or pass --input PATH") from None
-    if hashlib.sha256(payload).hexdigest() != DATA_SHA256:
-        raise UserError(f"{DATA_URL} sent another file (SHA-256 mismatch); nothing was written")
-    try:
-        write_whole_file(path, lambda f: f.write(payload), 'wb')
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror or err}; nothing was written; "
-                        f"pass --input PATH") from None
+def context_free_nll(train_names, test_names, tok, length_probs):
+    """The baseline: the same length model, then one letter distribution per position, counted
+    (add-one) on the training names; per character, as the NELBO is."""
+    counts = [[1] * len(tok.chars) for _ in range(max_letters)]
+    for name in train_names:
+        for pos, ch in enumerate(name):
+            counts[pos][tok.stoi[ch]] += 1
+    nll = 0.0
+    for name in test_names:
+        nll -= math.log(length_probs[len(name)])
+        for pos, ch in enumerate(name):
+            nll -= math.log(counts[pos][tok.stoi[ch]] / sum(counts[pos]))
+    return nll / sum(len(name) + 1 for name in test_names)
 
+def score(name, tok, weights, length_probs):
+    """The bound on -log p(name) averaged over every order of revealing its letters, in its two
+    parts: -log p(L), and c_1 + ... + c_L, each c_k the mean loss over every set of k hidden
+    letters (over score_sets of them, drawn at random, where there are more)."""
+    clean, rng = tok.encode(name), random.Random(name)  # a name's score depends on nothing else
+    letters_nats = 0.0
+    for k in range(1, len(name) + 1):
+        hidden_sets = list(itertools.combinations(range(len(name)), k))
+        if len(hidden_sets) > score_sets:
+            hidden_sets = rng.sample(hidden_sets, score_sets)
+        letters_nats += sum(hidden_loss(clean, masked, tok, weights)
+                            for masked in hidden_sets) / len(hidden_sets)
+    return -math.log(length_probs[len(name)]), letters_nats
+
+def print_trace(trace, tok):  # --trace: the canvas after each step that changed it
+    print("--- how sample 1 emerged ('_' is MASK, '.' is END; t after each step) ---\n"
+          " step      t  temp  canvas")
+    for step, t, temperature, canvas in trace:
+        temp = '    -' if temperature is None else f"{temperature:5.2f}"
+        print(f"{step:5d}  {t:.3f} {temp}  {tok.decode(canvas)}.")
+
+def print_scores(names, tok, weights, length_probs):  # --score
+    print("--- -log p(name) <= the length's nats + the letters', over every order ---")
+    for name in names:
+        length_nats, letters_nats = score(name, tok, weights, length_probs)
+        nats = length_nats + letters_nats
+        print(f"{name:>15}: {nats:6.2f} = {length_nats:5.2f} + {letters_nats:5.2f}, "
+              f"{nats / (len(name) + 1):.2f} per character")
+
+@contextlib.contextmanager
+def stop_report():
+    """The program runs inside this. An error the user can fix, Ctrl-C or SIGTERM ends it with
+    one line that says where it was and what it wrote, and exit status 1, 130 or 143."""
+    run = types.SimpleNamespace(where="before training", saved=None)
+    def terminate(signum, frame):
+        raise Terminated
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield run
+    except UserError as err:
+        print(f"microdiffusion.py: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except (KeyboardInterrupt, Terminated) as stop:
+        how = 'terminated' if isinstance(stop, Terminated) else 'interrupted'
+        wrote = f"the model was saved to {run.saved}" if run.saved else "nothing was written"
+        print(f"microdiffusion.py: {how} {run.where}; {wrote}", file=sys.stderr)
+        sys.exit(143 if isinstance(stop, Terminated) else 130)
+    except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+# The command line
+def whole_number(minimum):  # an argparse type: a whole number no smaller than minimum
+    def parse(text):
+        if not text.strip().lstrip('-').isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"not a whole number >= {minimum}: {text!r}")
+        return int(text)
+    return parse
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage and then the error
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+def parse_args(argv=None):
+    parser = OneLineParser(prog='microdiffusion.py', description=__doc__.split('\n')[1])
+    add = parser.add_argument
+    add('--input', metavar='PATH', default='input.txt', help='one name a line; default %(default)s')
+    add('--num-steps', metavar='N', type=whole_number(1), help=f'default {num_steps}')
+    add('--batch-size', metavar='B', type=whole_number(1), help=f'default {batch_size}')
+    add('--workers', metavar='N', type=whole_number(1), help='default: one per core; PyPy: 1')
+    add('--seed', metavar='N', type=int, default=seed, help=f'default {seed}')
+    add('--eval-names', metavar='N', type=whole_number(0), default=n_heldout,
+        help=f'held-out names the NELBO is measured on (default {n_heldout}; 0 skips it)')
+    add('--num-samples', metavar='N', type=whole_number(0), default=num_samples,
+        help='default %(default)s')
+    add('--denoise-steps', metavar='N', type=whole_number(1), default=denoise_steps,
+        help='default %(default)s')
+    add('--sampler', choices=SAMPLERS, default='confidence', help='default confidence')
+    add('--template', metavar='T', default='_*', help="e.g. ma*: '_' a letter, '*' any more")
+    add('--trace', action='store_true', help='print how the first name emerged, step by step')
+    add('--score', metavar='NAME', nargs='+', help='print bounds on -log p(NAME), not samples')
+    add('--save', metavar='PATH', help='save the model after training (a JSON file)')
+    add('--load', metavar='PATH', help='load a saved model instead of training')
+    args = parser.parse_args(argv)
+    if args.load and (args.num_steps or args.batch_size or args.save):
+        raise UserError("--num-steps, --batch-size and --save are about training, and --load "
+                        "does not train; leave them out")
+    args.num_steps, args.batch_size = args.num_steps or num_steps, args.batch_size or batch_size
+    args.workers = args.workers or (1 if sys.implementation.name == 'pypy' else os.cpu_count() or 1)
+    return args
+
+# The names file, and the flags that need its vocabulary, all checked
 def read_names(path):
     """One name per line: spaces stripped, lower-cased, blank lines and names longer than
     max_letters skipped (and counted). Returns the names, that count and the file's SHA-256."""
@@ -472,6 +592,9 @@ def read_names(path):
             raw = f.read()
         text = raw.decode('utf-8-sig')  # -sig: a byte-order mark (Windows) is dropped
     except OSError as err:  # missing, a directory, not allowed...
+        if path == 'input.txt' and isinstance(err, FileNotFoundError):  # it comes with the code
+            raise UserError("input.txt is missing: `git checkout input.txt` brings it back; or "
+                            "pass --input PATH") from None
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
@@ -489,21 +612,25 @@ def read_names(path):
         raise UserError(f"{path} contains no usable names{detail}; give one name per line")
     return names, too_long, hashlib.sha256(raw).hexdigest()
 
-def prepare(names, seed):  # all from one generator seeded once, which goes on to train and sample
-    rng = random.Random(seed)
-    tok = Tokenizer(names)
-    train_names, heldout_names = split(names, rng)
-    state_dict = init_params(tok.vocab_size, rng)
-    return rng, tok, train_names, heldout_names, length_model(train_names), state_dict
-
-def parse_template(template, tok):
-    """--template: letters to keep, '_' for a letter to choose, a trailing '*' for any number
-    more. Returns sample()'s template: (tokens, open_ended)."""
-    open_ended = template.endswith('*')
-    body = (template[:-1] if open_ended else template).lower()
+def check_flags(args, tok):
+    """Checks, before training, the --save path, the names to --score (lower-cased in place)
+    and --template: letters to keep, '_' for a letter to choose, a trailing '*' for any number
+    more. Returns the template as sample() takes it: (tokens, open_ended)."""
+    if args.save:
+        check_save_path(args.save)
+    for i, name in enumerate(args.score or []):
+        args.score[i] = name = name.strip().lower()
+        outside = sorted(set(name) - set(tok.chars))
+        if outside:
+            raise UserError(f"cannot score {name!r}: {', '.join(map(repr, outside))} "
+                            f"{'is' if len(outside) == 1 else 'are'} not in the vocabulary")
+        if not 0 < len(name) <= max_letters:
+            raise UserError(f"cannot score {name!r}: a name has 1 to {max_letters} letters")
+    open_ended = args.template.endswith('*')
+    body = (args.template[:-1] if open_ended else args.template).lower()
     if not 0 < len(body) <= max_letters or any(ch != '_' and ch not in tok.stoi for ch in body):
-        raise UserError(f"the template {template!r} is not 1 to {max_letters} of '_' and the "
-                        f"letters {''.join(tok.chars)}, then an optional '*'")
+        raise UserError(f"the template {args.template!r} is not 1 to {max_letters} of '_' and "
+                        f"the letters {''.join(tok.chars)}, then an optional '*'")
     return [tok.MASK if ch == '_' else tok.stoi[ch] for ch in body], open_ended
 
 # Worker processes: each step's names, and the held-out names, shared among the cores
@@ -511,16 +638,17 @@ def start_worker(tok):  # once in each worker: a model whose weights every task 
     global worker_tok, worker_state_dict
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGTERM ends a worker, as the pool expects
     threading.Thread(target=exit_with_parent, daemon=True).start()  # however the main ends
-    pause_collector()
+    if sys.implementation.name == 'cpython':
+        gc.disable()  # as main() does; PyPy's collector stays on, since nothing here runs it
     worker_tok, worker_state_dict = tok, init_params(tok.vocab_size, random.Random(0))
 
 def exit_with_parent():
     multiprocessing.parent_process().join()  # returns once the main process has ended
     os._exit(1)
 
-def worker_gradients(weights, batch):  # in a worker: each name's (loss, gradient) at weights
-    for p, w in zip(parameters(worker_state_dict), weights):
-        p.data = w
+def worker_gradients(param_data, batch):  # in a worker: each name's (loss, gradient)
+    for p, number in zip(parameters(worker_state_dict), param_data):
+        p.data = number
     return [name_gradient(clean, noisy, worker_tok, worker_state_dict) for clean, noisy in batch]
 
 def worker_nelbos(weights, length_probs, pairs):  # in a worker: each (name, masks)'s NELBO
@@ -547,21 +675,31 @@ class Workers:  # a pool of processes, started once, that share out a task's ite
         except Exception as err:  # raised in a worker, and passed on
             raise UserError(f"a worker process failed: {type(err).__name__}: {err}") from None
 
-    def gradients(self, state_dict, batch):  # train()'s gradients
+    def gradients(self, state_dict, batch):  # each name's (loss, gradient), in batch order
         return self.share(worker_gradients, batch, [p.data for p in parameters(state_dict)])
 
-    def nelbos(self, weights, length_probs, names, masks):  # heldout_nelbo()'s nelbos,
-        # in tasks of 20 names: a stop waits for no long task to end
-        return self.share(worker_nelbos, list(zip(names, masks)), weights, length_probs, size=20)
+    def nelbos(self, weights, length_probs, names, orders):  # tasks of 20: a stop waits little
+        return self.share(worker_nelbos, list(zip(names, orders)), weights, length_probs, size=20)
 
-def start_workers(n_workers, tok):  # or None, one process: for 1 worker, or if they cannot start
+@contextlib.contextmanager
+def worker_processes(n_workers, tok):
+    """Workers for the run, or None (one process, the same digits); they end with the run."""
+    workers = None
+    if n_workers > 1:
+        try:
+            workers = Workers(n_workers, tok)
+        except (OSError, ImportError, NotImplementedError,
+                concurrent.futures.BrokenExecutor) as err:
+            print(f"microdiffusion.py: note: cannot start worker processes ({err}); running in "
+                  f"one process, with the same result", file=sys.stderr)
     try:
-        return Workers(n_workers, tok) if n_workers > 1 else None
-    except (OSError, ImportError, NotImplementedError, concurrent.futures.BrokenExecutor) as err:
-        print(f"microdiffusion.py: note: cannot start worker processes ({err}); running in "
-              f"one process, with the same result", file=sys.stderr)
+        yield workers
+    finally:
+        if workers:
+            workers.pool.shutdown(cancel_futures=True)
 
 # Checkpoints: train once with --save, sample as often as you like with --load
+MODEL_FORMAT, MODEL_VERSION = 'microdiffusion-model', 1
 HYPERPARAMETERS = {'n_layer': n_layer, 'n_embd': n_embd, 'block_size': block_size,
                    'n_head': n_head, 'mlp_hidden': mlp_hidden}
 
@@ -581,20 +719,34 @@ def check_save_path(path):  # fails now, not after training; --save replaces onl
     except OSError as err:
         raise UserError(f"cannot save the model as {path}: {err.strerror or err}") from None
 
-def save_model(path, tok, state_dict, length_probs, rng, args, names_sha256):  # one JSON file
+def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one JSON file
     model = {'format': MODEL_FORMAT, 'version': MODEL_VERSION, 'vocabulary': ''.join(tok.chars),
              'hyperparameters': HYPERPARAMETERS, 'names_sha256': names_sha256, 'seed': args.seed,
              'num_steps': args.num_steps, 'batch_size': args.batch_size,
              'learning_rate': learning_rate, 'length_probs': length_probs,
              'state_dict': as_floats(state_dict), 'rng_state': rng.getstate()}
-    try:
-        write_whole_file(path, lambda f: json.dump(model, f), 'w')
+    try:  # written beside its path, then renamed onto it: the file is whole, or not there
+        fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(args.save)}-', suffix='.tmp',
+                                        dir=os.path.dirname(os.path.abspath(args.save)))
+        try:
+            umask = os.umask(0)  # read it, and put it back: the file gets a new file's usual mode
+            os.umask(umask)
+            os.chmod(tmp_path, 0o666 & ~umask)
+            with os.fdopen(fd, 'w') as f:
+                json.dump(model, f)
+            os.replace(tmp_path, args.save)
+        except BaseException:
+            os.unlink(tmp_path)
+            raise
     except OSError as err:
-        raise UserError(f"cannot save the model as {path}: {err.strerror or err}; "
+        raise UserError(f"cannot save the model as {args.save}: {err.strerror or err}; "
                         f"nothing was written") from None
+    print(f"saved the model to {args.save} ({os.path.getsize(args.save) / 1024:,.0f} KiB)")
 
-def load_model(path, tok, args, names_sha256, state_dict):
-    """Check a saved model and put its weights into state_dict; return the rest of it."""
+def load_model(args, tok, names_sha256, state_dict, rng):
+    """Check the saved model args.load, then put its weights into state_dict, its generator's
+    state into rng and its training's steps and batch size into args; return its length model."""
+    path = args.load
     def bad(why):
         return UserError(f"{path} is not a usable model: {why}")
     try:
@@ -620,7 +772,8 @@ def load_model(path, tok, args, names_sha256, state_dict):
         version, internal_state, gauss_next = model['rng_state']
         rng_state = (version, tuple(internal_state), gauss_next)
         random.Random().setstate(rng_state)  # raises if the state is malformed
-        settings = int(model['num_steps']), int(model['batch_size']), float(model['learning_rate'])
+        steps, names_a_step, lr = (int(model['num_steps']), int(model['batch_size']),
+                                   float(model['learning_rate']))
         saved = model['state_dict']
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise bad(f"a field is missing or malformed ({type(err).__name__}: {err})") from None
@@ -638,161 +791,10 @@ def load_model(path, tok, args, names_sha256, state_dict):
                 if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
                     raise bad(f"weight matrix {name} holds {w!r}, not a finite number")
                 p.data = float(w)
-    return length_probs, rng_state, settings
-
-# The command line
-def whole_number(minimum):  # an argparse type: a whole number no smaller than minimum
-    def parse(text):
-        if not text.strip().lstrip('-').isdigit() or int(text) < minimum:
-            raise argparse.ArgumentTypeError(f"not a whole number >= {minimum}: {text!r}")
-        return int(text)
-    return parse
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not usage and then the error
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-def make_parser():
-    parser = OneLineParser(prog='microdiffusion.py', description=__doc__.split('\n')[1])
-    add = parser.add_argument
-    add('--input', metavar='PATH', help='names, one per line (default input.txt, downloaded)')
-    add('--num-steps', metavar='N', type=whole_number(1), help=f'default {num_steps}')
-    add('--batch-size', metavar='B', type=whole_number(1), help=f'default {batch_size}')
-    add('--workers', metavar='N', type=whole_number(1), help='default: one per core; PyPy 1')
-    add('--seed', metavar='N', type=int, default=42, help='default 42')
-    add('--eval-names', metavar='N', type=whole_number(0), default=1000, help='0 skips the NELBO')
-    add('--num-samples', metavar='N', type=whole_number(0), default=20, help='default 20')
-    add('--denoise-steps', metavar='N', type=whole_number(1), default=64, help='default 64')
-    add('--sampler', choices=SAMPLERS, default='confidence', help='default confidence')
-    add('--template', metavar='T', default='_*', help="e.g. ma*: '_' a letter, '*' any more")
-    add('--trace', action='store_true', help='print how the first name emerged')
-    add('--save', metavar='PATH', help='save the model after training (a JSON file)')
-    add('--load', metavar='PATH', help='load a saved model instead of training')
-    return parser
-
-# Reporting, and main()
-def progress_printer(num_steps, progress):  # train()'s on_step: a line every 100 steps
-    start, recent = time.time(), []
-    def on_step(step, loss):
-        progress['where'] = f"at training step {step} of {num_steps}"
-        if step % 10 == 0:  # under PyPy, with no reference counting, 1.4x faster than leaving
-            gc.collect()    # its collector on; under CPython, 3 ms every 10 steps
-        if not math.isfinite(loss):
-            raise UserError(f"the loss became {loss} at step {step}; training stopped")
-        recent[:] = recent[-99:] + [loss]
-        if step == 1 or step % 100 == 0 or step == num_steps:
-            elapsed = time.time() - start
-            print(f"step {step:5d} / {num_steps} | loss {loss:.4f} | mean of last {len(recent):3d} "
-                  f"{sum(recent) / len(recent):.4f} | {elapsed:5.1f}s elapsed | "
-                  f"{elapsed / step * (num_steps - step):5.1f}s left", flush=True)
-    return on_step
-
-def run(args, progress):
-    """The whole program; progress tells main() where it was and what it wrote."""
-    if args.load and (args.num_steps or args.batch_size or args.save):
-        raise UserError("--num-steps, --batch-size and --save are about training, and --load "
-                        "does not train; leave them out")
-    args.num_steps, args.batch_size = args.num_steps or num_steps, args.batch_size or batch_size
-    names_path = args.input or 'input.txt'
-    if args.input is None and not os.path.exists(names_path):
-        print(f"{names_path} is missing: downloading it from {DATA_URL}")
-        download_names(names_path)
-    names, too_long, names_sha256 = read_names(names_path)
-    rng, tok, train_names, heldout_names, length_probs, state_dict = prepare(names, args.seed)
-    template = parse_template(args.template, tok)  # a bad template or --save path fails now,
-    if args.save:                                  # not after minutes of training
-        check_save_path(args.save)
-    print(f"names: {len(names):,} ({len(train_names):,} for training, "
-          f"{len(heldout_names):,} held out)")
-    if too_long:
-        print(f"skipped {too_long:,} names longer than {max_letters} characters")
-    print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
-    print(f"parameters: {len(parameters(state_dict)):,}")
-
-    # under PyPy sending the weights costs more than a second core saves: one process
-    n_workers = args.workers or (1 if sys.implementation.name == 'pypy' else os.cpu_count() or 1)
-    workers = start_workers(n_workers, tok)
-    try:
-        if args.load:
-            length_probs, rng_state, (args.num_steps, args.batch_size, lr) = load_model(
-                args.load, tok, args, names_sha256, state_dict)
-            rng.setstate(rng_state)  # the generator as training left it: the same names follow
-            progress['where'] = "after loading the model"
-            print(f"loaded {args.load}: {args.num_steps:,} steps of {args.batch_size} names, "
-                  f"learning rate {lr:g}")
-        else:
-            progress['where'] = f"at training step 0 of {args.num_steps}"
-            train(train_names, tok, state_dict, args.num_steps, args.batch_size, rng,
-                  workers.gradients if workers and args.batch_size > 1 else None,
-                  progress_printer(args.num_steps, progress))
-            progress['where'] = "after training"
-            if args.save:
-                save_model(args.save, tok, state_dict, length_probs, rng, args, names_sha256)
-                progress['saved'] = args.save
-                print(f"saved the model to {args.save} "
-                      f"({os.path.getsize(args.save) / 1024:,.0f} KiB)")
-        weights = as_floats(state_dict)
-        eval_names = heldout_names[:args.eval_names]
-        if args.eval_names and not eval_names:
-            print("held-out NELBO: skipped, too few names to hold any out (it takes 10 or more)")
-        elif eval_names:
-            progress['where'] = "during the held-out evaluation"
-            eval_rng = random.Random(args.seed + 1)  # its own generator: the samples stay the same
-            per_char, stderr = heldout_nelbo(eval_names, tok, weights, length_probs, eval_rng,
-                                             workers.nelbos if workers else None)
-            baseline = context_free_nll(train_names, eval_names, tok, length_probs)
-            print(f"held-out NELBO: {per_char:.3f} ± {stderr:.3f} nats/char on "
-                  f"{len(eval_names):,} names never trained on ({baseline:.3f} without context)")
-    finally:
-        if workers:
-            workers.pool.shutdown(cancel_futures=True)
-    if args.num_samples:
-        progress['where'] = "while sampling"
-        trained_on = set(train_names[:args.num_steps * args.batch_size])  # read in order
-        print_samples(args, tok, weights, length_probs, rng, template, set(names), trained_on)
-
-def print_samples(args, tok, weights, length_probs, rng, template, real_names, trained_on):
-    print(f"--- {args.num_samples} {'sample' if args.num_samples == 1 else 'samples'} "
-          f"({args.sampler} sampler, {args.denoise_steps} denoising steps) ---")
-    marks, first_trace = [], None
-    for n in range(1, args.num_samples + 1):
-        name, trace = sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler,
-                             template)
-        first_trace = first_trace or trace
-        marks.append('trained on' if name in trained_on else
-                     'real, never trained on' if name in real_names else '')
-        print(f"sample {n:2d}: {name}" + (f"  ({marks[-1]})" if marks[-1] else ''))
-    unseen = marks.count('real, never trained on')
-    print(f"{marks.count('')} new, {marks.count('trained on')} the model was trained on, "
-          f"{unseen} real {'name' if unseen == 1 else 'names'} it never saw")
-    if args.trace:
-        print("--- how sample 1 emerged ('_' is MASK, '.' is END) ---\n step      t  temp  canvas")
-        for step, t, temperature, canvas in first_trace:
-            temp = '    -' if temperature is None else f"{temperature:5.2f}"
-            print(f"{step:5d}  {t:.3f} {temp}  {tok.decode(canvas)}.")
-
-def main(argv=None):
-    args = make_parser().parse_args(argv)
-    progress = {'where': "before training", 'saved': None}
-    def terminate(signum, frame):
-        raise Terminated
-    signal.signal(signal.SIGTERM, terminate)
-    gc.disable()  # as pause_collector() does, and under PyPy too: on_step collects instead
-    try:
-        run(args, progress)
-    except UserError as err:
-        print(f"microdiffusion.py: error: {err}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, Terminated) as stop:
-        how = 'terminated' if isinstance(stop, Terminated) else 'interrupted'
-        wrote = f"the model was saved to {progress['saved']}" if progress['saved'] else \
-            "nothing was written"
-        print(f"microdiffusion.py: {how} {progress['where']}; {wrote}", file=sys.stderr)
-        return 143 if isinstance(stop, Terminated) else 130
-    except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    return 0
+    rng.setstate(rng_state)  # the generator as training left it: the same names follow
+    args.num_steps, args.batch_size = steps, names_a_step
+    print(f"loaded {path}: {steps:,} steps of {names_a_step} names, learning rate {lr:g}")
+    return length_probs
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

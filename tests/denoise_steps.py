@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import microdiffusion as md
 import name_quality as nq
+import runs
 
 
 def main():
@@ -28,24 +29,17 @@ def main():
     parser.add_argument('--seeds', default='42,1,2')
     parser.add_argument('--steps', default='4,8,16,64', help='numbers of denoising steps')
     parser.add_argument('--samples', type=int, default=1000)
-    parser.add_argument('--load', help='a model saved with --save (its seed is used) instead of training')
+    parser.add_argument('--load', help='a model saved with --save (pass its seed as --seeds) instead of training')
     args = parser.parse_args()
     print(f"# {sys.implementation.name} {sys.version.split()[0]}, {args.samples} names per setting")
     print("| seed | denoising steps | model passes per name | letters per pass | ms per name "
           "| precision | recall | first-letter TV | distinct |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     seeds = [int(s) for s in args.seeds.split(',')]
-    names, _, names_sha256 = md.read_names(args.input)
-    md.pause_collector()
     for seed in seeds[:1] if args.load else seeds:
-        rng, tok, train_names, heldout_names, length_probs, state_dict = md.prepare(names, seed)
-        if args.load:
-            model_args = md.make_parser().parse_args(['--seed', str(seed)])
-            length_probs, _, _ = md.load_model(args.load, tok, model_args, names_sha256, state_dict)
-        else:
-            md.train(train_names, tok, state_dict, md.num_steps, md.batch_size, rng)
-        weights = md.as_floats(state_dict)
-        judge = nq.Judge(train_names, heldout_names)
+        run = runs.load(args.input, seed, args.load) if args.load else runs.train(args.input, seed)
+        tok, weights, length_probs = run.tok, run.weights, run.length_probs
+        judge = nq.Judge(run.train_names, run.heldout_names)
         passes = []
         real_predictor = md.mask_predictor
         def counting_predictor(canvas, tok, w, positions=None):

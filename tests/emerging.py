@@ -12,7 +12,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import microdiffusion as md
+import runs
 
 
 def canvas_at(trace, step):
@@ -29,13 +31,10 @@ def main():
     parser.add_argument('--every', type=int, default=8)
     parser.add_argument('--denoise-steps', type=int, default=64)
     args = parser.parse_args()
-    names, _, names_sha256 = md.read_names(args.input)
-    rng, tok, _, _, _, state_dict = md.prepare(names, args.seed)
-    model_args = md.make_parser().parse_args(['--seed', str(args.seed)])
-    length_probs, rng_state, _ = md.load_model(args.load, tok, model_args, names_sha256, state_dict)
-    rng.setstate(rng_state)
-    weights = md.as_floats(state_dict)
-    traces = [md.sample(tok, weights, length_probs, rng, args.denoise_steps)[1] for _ in range(args.names)]
+    run = runs.load(args.input, args.seed, args.load)
+    tok = run.tok
+    traces = [md.sample(tok, run.weights, run.length_probs, run.rng, args.denoise_steps)[1]
+              for _ in range(args.names)]
     width = max(len(trace[0][3]) - 1 for trace in traces)  # the longest name's letters
     print("step     t  " + '  '.join(f"{n + 1:<{width}d}" for n in range(args.names)).rstrip())
     for step in range(0, args.denoise_steps + 1, args.every):

@@ -21,7 +21,9 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import microdiffusion as md
+import runs
 
 n_layer = 1
 num_steps = 1000
@@ -109,8 +111,11 @@ def sample(tok, bos, weights, rng, temperature):
 
 
 def build(path, seed, steps=num_steps):
-    """The diffusion run's split and generator (prepare), then this model's weights, trained."""
-    rng, tok, train_names, heldout_names, _, _ = md.prepare(md.read_names(path)[0], seed)
+    """The diffusion run's split and generator (tests/runs.py), then this model's weights,
+    trained."""
+    data = runs.split(path, seed)
+    rng, train_names, heldout_names = data.rng, data.train_names, data.heldout_names
+    tok = md.Tokenizer(data.names)
     bos = len(tok.chars)  # the vocabulary is the characters and BOS
     state_dict = init_params(len(tok.chars) + 1, rng)
     train(train_names, tok, bos, state_dict, steps)

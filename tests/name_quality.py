@@ -34,8 +34,8 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import microdiffusion as md
 import left_to_right as l2r
+import runs
 
 START, END = '^', '$'  # padding before a name, and the symbol that ends it
 
@@ -173,8 +173,8 @@ def main():
                         help='training steps of the left-to-right twin (default 1000); 0 leaves its rows out')
     parser.add_argument('--twin-samples', type=int, default=1000, help='names the twin draws at each temperature')
     args = parser.parse_args()
-    _, _, train_names, heldout_names, _, _ = md.prepare(md.read_names(args.input)[0], args.seed)
-    judge = Judge(train_names, heldout_names)
+    data = runs.split(args.input, args.seed)
+    judge = Judge(data.train_names, data.heldout_names)
     print(HEADER)
     print(row_text('real names', judge.real_names(random.Random(args.seed))))
     if args.twin_steps:

@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 import microdiffusion as md
 import name_quality as nq
 import left_to_right as l2r
+import runs
 
 
 def margin(probs, token):
@@ -68,11 +69,10 @@ def settings(measures=('drawn', 'top', 'margin', 'entropy'), temperatures=TEMPER
 def measure_seed(path, seed, n_samples, num_steps, grid):
     rows = {}
     start = time.time()
-    rng, tok, train_names, heldout_names, length_probs, state_dict = md.prepare(md.read_names(path)[0], seed)
-    md.train(train_names, tok, state_dict, num_steps, md.batch_size, rng)
-    weights = md.as_floats(state_dict)
-    nelbo, _ = md.heldout_nelbo(heldout_names, tok, weights, length_probs, random.Random(seed + 1))
-    judge = nq.Judge(train_names, heldout_names)
+    run = runs.train(path, seed, num_steps)
+    tok, weights, length_probs, heldout_names = run.tok, run.weights, run.length_probs, run.heldout_names
+    nelbo = runs.heldout_nelbo(run)
+    judge = nq.Judge(run.train_names, heldout_names)
     rows['real names'] = judge.real_names(random.Random(seed))
     _, ltok, bos, lweights, _, _ = l2r.build(path, seed)
     nll = l2r.heldout_nll(heldout_names, ltok, bos, lweights)
@@ -156,7 +156,6 @@ def main():
                     by_seed.setdefault(result['seed'], result)['rows'].update(result['rows'])
         summarize(list(by_seed.values()))
         return
-    md.pause_collector()
     print(f"# {sys.implementation.name} {sys.version.split()[0]}; {args.num_steps} steps of {md.batch_size} names, "
           f"learning rate {md.learning_rate:g}; {args.samples} names per setting", flush=True)
     print(nq.HEADER)

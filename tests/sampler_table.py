@@ -23,6 +23,7 @@ sys.path.insert(0, HERE)
 import microdiffusion as md
 import name_quality as nq
 import left_to_right as l2r
+import runs
 
 SAMPLERS = ('confidence', 'random')
 
@@ -33,9 +34,9 @@ def gap(row, real):
 
 def measure_seed(path, seed, trainings, n_samples):
     result = {'seed': seed, 'rows': {}}
-    names = md.read_names(path)[0]
-    _, _, train_names, heldout_names, _, _ = md.prepare(names, seed)
-    judge = nq.Judge(train_names, heldout_names)
+    data = runs.split(path, seed)
+    heldout_names = data.heldout_names
+    judge = nq.Judge(data.train_names, heldout_names)
     real = judge.real_names(random.Random(seed))
     result['rows']['real names'] = {'row': real}
     _, ltok, bos, lweights, _, _ = l2r.build(path, seed)
@@ -46,13 +47,11 @@ def measure_seed(path, seed, trainings, n_samples):
         result['rows'][f'left to right, 1,000 steps of 1, T {temperature:g}'] = {'nelbo': nll, 'row': row, 'names': 1000}
     for batch_size, lr, n_steps in trainings:
         start = time.time()
-        rng, tok, train_names, heldout_names, length_probs, state_dict = md.prepare(names, seed)
-        md.learning_rate = lr
-        md.train(train_names, tok, state_dict, n_steps, batch_size, rng)
-        weights = md.as_floats(state_dict)
-        nelbo, _ = md.heldout_nelbo(heldout_names, tok, weights, length_probs, random.Random(seed + 1))
+        run = runs.train(path, seed, n_steps, batch_size, lr)
+        tok, weights, length_probs = run.tok, run.weights, run.length_probs
+        nelbo = runs.heldout_nelbo(run)
         for sampler in SAMPLERS:
-            sample_rng = random.Random(seed)
+            sample_rng = random.Random(seed)  # the same draws for both samplers, not main()'s rng
             samples = [md.sample(tok, weights, length_probs, sample_rng, sampler=sampler)[0] for _ in range(n_samples)]
             label = f"{n_steps:,} steps of {batch_size}, lr {lr:g}, {sampler}"
             result['rows'][label] = {'nelbo': nelbo, 'row': judge.judge(samples), 'names': n_steps * batch_size,
@@ -102,7 +101,6 @@ def main():
         summarize(results)
         return
     trainings = [(int(b), float(lr), int(n)) for b, lr, n in (t.split(':') for t in args.trainings.split(','))]
-    md.pause_collector()
     print(f"# {sys.implementation.name} {sys.version.split()[0]}, {args.samples} names per sampler", flush=True)
     results = [measure_seed(args.input, int(seed), trainings, args.samples) for seed in args.seeds.split(',')]
     if args.json:

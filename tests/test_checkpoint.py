@@ -12,6 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import microdiffusion as md
+import runs
 from test_cli import NAMES, Folder, run_script, snapshot, without_times
 
 TRAIN = ['--input', 'names.txt', '--num-steps', '12', '--batch-size', '2', '--num-samples', '4', '--eval-names', '3']
@@ -76,13 +77,14 @@ class TestSaveAndLoad(Folder):
 
     def test_a_failed_save_keeps_the_older_file_and_leaves_nothing(self):
         before = snapshot(self.folder)
-        names = md.read_names(os.path.join(self.folder, 'names.txt'))[0]
-        rng, tok, _, _, length_probs, state_dict = md.prepare(names, 42)
-        args = md.make_parser().parse_args(['--num-steps', '1', '--batch-size', '1'])
+        data = runs.split(os.path.join(self.folder, 'names.txt'), 42)
+        tok = md.Tokenizer(data.names)
+        state_dict = md.init_params(tok.vocab_size, data.rng)
+        args = md.parse_args(['--num-steps', '1', '--batch-size', '1', '--save', self.model_path])
         for error in (KeyboardInterrupt(), OSError(28, 'No space left on device')):
             with self.subTest(error=error), mock.patch.object(md.json, 'dump', side_effect=error):
                 with self.assertRaises((KeyboardInterrupt, md.UserError)):
-                    md.save_model(self.model_path, tok, state_dict, length_probs, rng, args, 'x')
+                    md.save_model(args, tok, state_dict, md.length_model(data.train_names), data.rng, 'x')
             self.assertEqual(snapshot(self.folder), before)
 
     def edited(self, name, change):

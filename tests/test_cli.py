@@ -11,13 +11,14 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
 from unittest import mock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'microdiffusion.py')
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'tests'))
 import microdiffusion as md
+import runs
 
 NAMES = ('emma olivia ava isabella sophia mia charlotte amelia harper evelyn abigail emily '
          'elizabeth mila ella avery sofia camila aria scarlett victoria madison luna grace '
@@ -58,6 +59,23 @@ def snapshot(folder):
             with open(path, 'rb') as f:
                 result[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
     return result
+
+
+def main_in(folder, args):
+    """main() in this process, in folder: its exit status, stdout and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                md.main(args)
+                code = 0
+            except SystemExit as stop:
+                code = stop.code
+    finally:
+        os.chdir(cwd)
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def without_times(stdout):
@@ -132,22 +150,36 @@ class TestEndToEnd(Folder):
         self.assertEqual(first.returncode, 0, first.stderr)
         self.assertEqual(first.stderr, '')
         lines = first.stdout.splitlines()
-        self.assertIn('names: 36 (33 for training, 3 held out)', lines)
+        self.assertIn('names: 36 (0 repeated lines dropped): 33 for training, 3 held out', lines)
         n_chars = len(set(''.join(NAMES)))
         self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and END)', lines)
         self.assertIn(f'parameters: {(n_chars + 2) * 16 + 6400:,}', lines)  # wte grows, the rest is 6,400
         self.assertEqual(sum(1 for line in lines if re.match(r'sample +\d+: [a-z]+', line)), 4)
         self.assertTrue(any(line.startswith('held-out NELBO: ') for line in lines))
         self.assertTrue(any(line.startswith('step    10 / 10 | loss ') for line in lines))
-        self.assertIn("--- how sample 1 emerged ('_' is MASK, '.' is END) ---", lines)
+        self.assertIn("--- how sample 1 emerged ('_' is MASK, '.' is END; t after each step) ---", lines)
         first_name = re.search(r'sample  1: ([a-z]+)', first.stdout).group(1)
         trace_rows = lines[lines.index(' step      t  temp  canvas') + 1:]
         self.assertEqual(trace_rows[0].split()[-1], '_' * len(first_name) + '.')  # L MASKs, then END
         self.assertEqual(trace_rows[-1].split()[-1], first_name + '.')
         self.assertTrue(all(len(row.split()[-1]) == len(first_name) + 1 for row in trace_rows))
+        self.assertEqual(trace_rows[0].split()[:3], ['0', '1.000', '-'])  # t after each step: 1 before any,
+        self.assertEqual(round(len(first_name) * float(trace_rows[-1].split()[1])), 0)  # none hidden after
         self.assertEqual(without_times(first.stdout), without_times(second.stdout))
         other_seed = run_script(args + ['--seed', '7'], self.folder)
         self.assertNotEqual(without_times(first.stdout), without_times(other_seed.stdout))
+
+    def test_one_held_out_name_has_no_error_bar_and_help_names_the_defaults(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        result = run_script(['--input', 'names.txt', '--num-steps', '2', '--num-samples', '1', '--eval-names', '1'],
+                            self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, r'\nheld-out NELBO: \d\.\d{3} nats/char on 1 name never trained on \(')
+        self.assertIn('--- 1 sample (confidence sampler, 64 denoising steps) ---', result.stdout)
+        text = ' '.join(run_script(['--help'], self.folder).stdout.split())  # unwrapped
+        for default in ('default input.txt', 'default 1075', 'default 8', 'default 42', 'default 1000',
+                        'default 20', 'default 64', 'default confidence'):
+            self.assertIn(default, text)
 
     def test_marks_say_what_the_model_saw(self):
         # a long list and a short training: most training names are never reached
@@ -156,7 +188,8 @@ class TestEndToEnd(Folder):
         result = run_script(['--input', 'names.txt', '--num-steps', '40', '--batch-size', '2',
                              '--num-samples', '40', '--eval-names', '0', '--workers', '1'], self.folder)
         self.assertEqual(result.returncode, 0, result.stderr)
-        _, _, train_names, heldout_names, _, _ = md.prepare(md.read_names(path)[0], 42)
+        data = runs.split(path, 42)
+        train_names, heldout_names = data.train_names, data.heldout_names
         trained_on = set(train_names[:80])
         counts = {'trained': 0, 'unseen': 0, 'new': 0}
         for name, mark in re.findall(r'^sample +\d+: ([a-z]+)(.*)$', result.stdout, re.M):
@@ -195,7 +228,8 @@ class TestEndToEnd(Folder):
         self.write('names.txt', '\ufeffEmma\r\n  olivia \r\n\r\nAVA\r\nava\r\n' + '\r\n'.join(NAMES) + '\r\n')
         result = run_script(['--input', 'names.txt', '--num-steps', '3', '--num-samples', '2', '--eval-names', '0'], self.folder)
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn('names: 40 (36 for training, 4 held out)', result.stdout)
+        # Emma, olivia, AVA and ava stand in NAMES too: each name is kept once
+        self.assertIn('names: 36 (4 repeated lines dropped): 33 for training, 3 held out', result.stdout)
         n_chars = len(set(''.join(NAMES)))  # capitals were lower-cased: no new characters
         self.assertIn(f'vocabulary: {n_chars + 2} tokens ({n_chars} characters, MASK and END)', result.stdout)
 
@@ -205,6 +239,9 @@ class TestEndToEnd(Folder):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn('skipped 2 names longer than 15 characters', result.stdout)  # 15 letters and END fit
         self.assertIn('names: 37 ', result.stdout)
+        self.write('names.txt', '\n'.join(NAMES + ['a' * 16]))
+        result = run_script(['--input', 'names.txt', '--num-steps', '1', '--num-samples', '0', '--eval-names', '0'], self.folder)
+        self.assertIn('skipped 1 name longer than 15 characters', result.stdout)
 
     def test_characters_beyond_letters_join_the_vocabulary(self):
         extra = ["o'neil", 'jean-luc', 'zoë', 'r2d2']
@@ -222,8 +259,8 @@ class TestEndToEnd(Folder):
         self.write('one.txt', 'anna\n')
         result = run_script(['--input', 'one.txt', '--num-steps', '5', '--num-samples', '2'], self.folder)
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn('names: 1 (1 for training, 0 held out)', result.stdout)
-        self.assertIn('held-out NELBO: skipped', result.stdout)
+        self.assertIn('names: 1 (0 repeated lines dropped): 1 for training, 0 held out', result.stdout)
+        self.assertNotIn('NELBO', result.stdout)  # there is no held-out name to measure it on
         self.assertEqual(len(re.findall(r'sample +\d+: ', result.stdout)), 2)
 
 
@@ -280,83 +317,22 @@ class TestBadInput(Folder):
         self.assertEqual(snapshot(self.folder), before)
 
 
-class FakeResponse(io.BytesIO):
-    def __enter__(self):
-        return self
+class TestInProcess(Folder):
+    """main() in this process: the names file that comes with the code, and unreadable files."""
 
-    def __exit__(self, *exc):
-        return False
-
-
-class TestDownload(Folder):
-    """main() in this process, in an empty folder, with the network faked: it is never reached."""
-
-    def run_main(self, args, urlopen):
-        stdout, stderr = io.StringIO(), io.StringIO()
-        cwd = os.getcwd()
-        os.chdir(self.folder)
-        try:
-            with mock.patch.object(md.urllib.request, 'urlopen', urlopen), \
-                    contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                code = md.main(args)
-        finally:
-            os.chdir(cwd)
-        return code, stdout.getvalue(), stderr.getvalue()
-
-    def test_offline(self):
-        def offline(url, timeout):
-            raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
-        code, _, stderr = self.run_main(['--num-steps', '2'], offline)
-        self.assertEqual(code, 1)
-        self.assertEqual(len(stderr.splitlines()), 1)
-        self.assertIn('input.txt is missing and could not be downloaded', stderr)
-        self.assertIn('--input PATH', stderr)
+    def test_a_missing_input_txt_says_how_to_get_it_back(self):
+        code, stdout, stderr = main_in(self.folder, ['--num-steps', '2'])
+        self.assertEqual((code, stdout), (1, ''))
+        self.assertEqual(stderr, 'microdiffusion.py: error: input.txt is missing: `git checkout input.txt` '
+                                 'brings it back; or pass --input PATH\n')
         self.assertEqual(os.listdir(self.folder), [])
-
-    def test_corrupted_download_is_rejected(self):
-        code, _, stderr = self.run_main(['--num-steps', '2'], lambda url, timeout: FakeResponse(b'emma\nava\n'))
-        self.assertEqual(code, 1)
-        self.assertIn('SHA-256 mismatch', stderr)
-        self.assertEqual(os.listdir(self.folder), [])
-
-    def test_download_interrupted_while_writing_leaves_nothing(self):
-        payload = '\n'.join(NAMES).encode()
-        with mock.patch.object(md, 'DATA_SHA256', hashlib.sha256(payload).hexdigest()), \
-                mock.patch.object(md.os, 'replace', side_effect=KeyboardInterrupt):
-            code, _, _ = self.run_main(['--num-steps', '2'], lambda url, timeout: FakeResponse(payload))
-        self.assertEqual(code, 130)
-        self.assertEqual(os.listdir(self.folder), [])
-
-    def test_download_into_a_folder_that_cannot_be_written(self):
-        payload = '\n'.join(NAMES).encode()
-        with mock.patch.object(md, 'DATA_SHA256', hashlib.sha256(payload).hexdigest()), \
-                mock.patch.object(md.tempfile, 'mkstemp', side_effect=PermissionError(13, 'Permission denied')):
-            code, _, stderr = self.run_main(['--num-steps', '2'], lambda url, timeout: FakeResponse(payload))
-        self.assertEqual(code, 1)
-        self.assertEqual(len(stderr.splitlines()), 1)
-        self.assertIn('cannot write input.txt', stderr)
-        self.assertEqual(os.listdir(self.folder), [])
-
-    def test_good_download_is_written_and_used(self):
-        payload = '\n'.join(NAMES).encode()
-        seen = []
-        def fake(url, timeout):
-            seen.append(url)
-            return FakeResponse(payload)
-        with mock.patch.object(md, 'DATA_SHA256', hashlib.sha256(payload).hexdigest()):
-            code, stdout, stderr = self.run_main(['--num-steps', '2', '--num-samples', '1', '--eval-names', '0'], fake)
-        self.assertEqual(code, 0, stderr)
-        self.assertEqual(seen, [md.DATA_URL])
-        self.assertIn('988aa59', md.DATA_URL)
-        self.assertEqual(os.listdir(self.folder), ['input.txt'])
-        with open(os.path.join(self.folder, 'input.txt'), 'rb') as f:
-            self.assertEqual(f.read(), payload)
-        self.assertIn('names: 36', stdout)
+        code, _, stderr = main_in(self.folder, ['--input', 'other.txt'])  # a path of the user's own
+        self.assertEqual(stderr, 'microdiffusion.py: error: cannot read other.txt: No such file or directory\n')
 
     def test_unreadable_file(self):
         path = self.write('names.txt', '\n'.join(NAMES))
         with mock.patch.object(md, 'open', side_effect=PermissionError(13, 'Permission denied'), create=True):
-            code, _, stderr = self.run_main(['--input', path], None)
+            code, _, stderr = main_in(self.folder, ['--input', path])
         self.assertEqual(code, 1)
         self.assertEqual(stderr.strip(), f'microdiffusion.py: error: cannot read {path}: Permission denied')
 

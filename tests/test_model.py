@@ -4,14 +4,46 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import unittest
 from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import microdiffusion as md
+import runs
 from microdiffusion import Value
+from test_cli import main_in
 
 NAMES = ['emma', 'olivia', 'ava', 'isabella', 'sophia', 'mia', 'zoe', 'quinn', 'xavier', 'jakob']
+
+
+FOLDER = tempfile.TemporaryDirectory()
+
+
+def names_file(names):
+    path = os.path.join(FOLDER.name, 'names.txt')
+    with open(path, 'w') as f:
+        f.write('\n'.join(names))
+    return path
+
+
+def train_by_main(names, steps, batch_size):
+    """main()'s training loop, in this process: the training names in the order it reads them,
+    the tokenizer, and every step's loss."""
+    losses = []
+    real_progress_line = md.progress_line
+    def watching(step, n_steps, step_losses, start):
+        losses[:] = step_losses
+        return real_progress_line(step, n_steps, step_losses, start)
+    path = names_file(names)
+    with mock.patch.object(md, 'progress_line', watching):
+        code, _, stderr = main_in(FOLDER.name, ['--input', path, '--num-steps', str(steps), '--batch-size',
+                                               str(batch_size), '--workers', '1', '--eval-names', '0',
+                                               '--num-samples', '0'])
+    assert code == 0, stderr
+    data = runs.split(path, 42)
+    return data.train_names, md.Tokenizer(data.names), losses
 
 
 def setup_model(seed=0):
@@ -43,16 +75,15 @@ class TestModel(unittest.TestCase):
         self.assertEqual(len(tok.encode('x' * md.max_letters)), md.block_size)
 
     def test_training_runs_the_model_over_the_name_and_end_only(self):
-        names, tok, state_dict = setup_model()
         seen = []
         real_predictor = md.mask_predictor
         def watching_predictor(canvas, tok, weights, positions=None):
             seen.append((list(canvas), positions))
             return real_predictor(canvas, tok, weights, positions)
         with mock.patch.object(md, 'mask_predictor', watching_predictor):
-            md.train(names, tok, state_dict, len(names), 1, random.Random(3))
-        self.assertEqual(len(seen), len(names))
-        for name, (canvas, positions) in zip(names, seen):
+            train_names, tok, _ = train_by_main(NAMES, 9, 1)
+        self.assertEqual(len(seen), len(train_names))
+        for name, (canvas, positions) in zip(train_names, seen):
             self.assertEqual(len(canvas), len(name) + 1)
             self.assertEqual(canvas[-1], tok.END)  # END is always visible
             self.assertGreater(len(positions), 0)
@@ -209,23 +240,21 @@ class TestModel(unittest.TestCase):
         self.assertAlmostEqual(p.data, want, places=12)
 
     def test_training_lowers_the_loss_and_is_reproducible(self):
-        names, tok, _ = setup_model()
-        runs = []
-        for _ in range(2):
-            state_dict = md.init_params(tok.vocab_size, random.Random(8))
-            runs.append(md.train(names * 4, tok, state_dict, 60, 1, random.Random(9)))
+        runs = [train_by_main(NAMES, 80, 1)[2] for _ in range(2)]
         self.assertEqual(runs[0], runs[1])
+        self.assertEqual(len(runs[0]), 80)
         self.assertLess(statistics.mean(runs[0][-20:]), statistics.mean(runs[0][:20]))
 
     def test_a_loss_that_is_not_finite_stops_training(self):
-        names, tok, state_dict = setup_model()
-        state_dict['layer1.mlp_fc2'][0][0].data = float('inf')
-        progress = {}
-        with self.assertRaises(md.UserError) as caught, mock.patch('sys.stdout'):
-            md.train(names, tok, state_dict, 5, 1, random.Random(0),
-                     on_step=md.progress_printer(5, progress))
-        self.assertIn('the loss became nan at step 1', str(caught.exception))
-        self.assertEqual(progress['where'], 'at training step 1 of 5')
+        real_init = md.init_params
+        def broken_init(vocab_size, rng):
+            state_dict = real_init(vocab_size, rng)
+            state_dict['layer1.mlp_fc2'][0][0].data = float('inf')
+            return state_dict
+        with mock.patch.object(md, 'init_params', broken_init):
+            code, stdout, stderr = main_in(FOLDER.name, ['--input', names_file(NAMES), '--num-steps', '5'])
+        self.assertEqual(code, 1)
+        self.assertEqual(stderr, 'microdiffusion.py: error: the loss became nan at step 1; training stopped\n')
 
 
 if __name__ == '__main__':

@@ -1,8 +1,10 @@
 """The sampler's schedule and rules, templates, the trace, and the evaluation."""
+import itertools
 import math
 import os
 import random
 import sys
+import types
 import unittest
 from unittest import mock
 
@@ -13,6 +15,10 @@ NAMES = ['emma', 'olivia', 'ava', 'isabella', 'sophia', 'mia', 'zoe', 'quinn', '
 TOK = md.Tokenizer(NAMES)
 WEIGHTS = md.as_floats(md.init_params(TOK.vocab_size, random.Random(0)))
 LENGTHS = md.length_model(NAMES)
+
+
+def parse_template(template):  # --template, as main() reads it
+    return md.check_flags(types.SimpleNamespace(save=None, score=None, template=template), TOK)
 
 
 def uniform_model(canvas, tok, weights, positions=None):  # every letter alike: for length tests
@@ -32,7 +38,7 @@ def canvases_after_each_step(trace, n_steps):
 class TestSampler(unittest.TestCase):
     def run_sampler(self, sampler, template='_*', n_steps=64, seed=1):
         return md.sample(TOK, WEIGHTS, LENGTHS, random.Random(seed), n_steps, sampler,
-                         md.parse_template(template, TOK))
+                         parse_template(template))
 
     def test_schedule_over_the_letters_commits_and_output(self):
         for sampler in md.SAMPLERS:
@@ -68,10 +74,10 @@ class TestSampler(unittest.TestCase):
                 n_masked = keep
             self.assertEqual(committed_at, list(range(1, n_letters + 1)), n_letters)
 
+    @mock.patch.dict(md.SAMPLERS, {'confidence': (1.0, 0.8, True)})  # a temperature that falls
     def test_temperatures_at_the_first_and_the_last_letter(self):
-        # the README: with 64 steps a name of 2 to 15 letters gets its first letter at a
-        # temperature of 0.95 to 0.99 and its last at 0.81 to 0.85; a single letter at 0.90
-        self.assertEqual(md.SAMPLERS['confidence'][:2], (1.0, 0.8))
+        # with 64 steps a name of 2 to 15 letters gets its first letter at a temperature of 0.95
+        # to 0.99 and its last at 0.81 to 0.85; a single letter at 0.90: the middle of the fall
         for n_letters in range(1, md.block_size):
             _, trace = self.run_sampler('confidence', template='_' * n_letters)
             temperatures = [temperature for _, _, temperature, _ in trace[1:]]
@@ -134,13 +140,14 @@ class TestSampler(unittest.TestCase):
         with mock.patch.object(md, 'mask_predictor', fake_model), mock.patch.object(md, 'choice_noise', 0.0), \
                 mock.patch.object(md, 'confidence', lambda probs, token: confidences[token]):
             name, trace = md.sample(TOK, None, LENGTHS, random.Random(0), 64, 'confidence',
-                                    md.parse_template('______', TOK))
+                                    parse_template('______'))
         self.assertEqual(name, ''.join(TOK.chars[:6]))
         order = []
         for *_, canvas in trace[1:]:
             order += [pos for pos, token in enumerate(canvas[:-1]) if token != TOK.MASK and pos not in order]
         self.assertEqual(order, [1, 3, 2, 5, 0, 4])
 
+    @mock.patch.dict(md.SAMPLERS, {'confidence': (1.0, 0.8, True)})
     def test_trace_masked_count_only_falls_and_temperature_anneals(self):
         _, trace = self.run_sampler('confidence', template='_' * 8)
         counts = [canvas.count(TOK.MASK) for *_, canvas in trace]
@@ -149,8 +156,9 @@ class TestSampler(unittest.TestCase):
         self.assertTrue(all(c > 0 for c in counts[:-1]))
         self.assertTrue(all(len(canvas) == 9 for *_, canvas in trace))  # L + 1 symbols
         start, end, _ = md.SAMPLERS['confidence']
-        for step, t, temperature, _ in trace[1:]:
-            self.assertAlmostEqual(temperature, end + (start - end) * t)
+        for step, t, temperature, _ in trace[1:]:  # t is the noise level after the step; the
+            self.assertEqual(t, md.cosine_noise(step, 64))  # temperature follows it during the step
+            self.assertAlmostEqual(temperature, end + (start - end) * md.cosine_noise(step - 1, 64))
         _, trace = self.run_sampler('random')
         self.assertTrue(all(temperature == 1.0 for _, _, temperature, _ in trace[1:]))
 
@@ -185,7 +193,7 @@ class TestSampler(unittest.TestCase):
 
     def test_template_with_star_draws_the_length_at_least_the_templates(self):
         rng = random.Random(5)
-        template = md.parse_template('ma__*', TOK)
+        template = parse_template('ma__*')
         with mock.patch.object(md, 'mask_predictor', uniform_model):
             names = [md.sample(TOK, WEIGHTS, LENGTHS, rng, 2, 'confidence', template)[0] for _ in range(400)]
         self.assertTrue(all(name.startswith('ma') for name in names))
@@ -199,18 +207,27 @@ class TestSampler(unittest.TestCase):
         for template in ('', '*', 'a*b', 'ma-*', 'x' * 16, 'x' * 16 + '*', 'é*'):
             with self.subTest(template=template):
                 with self.assertRaisesRegex(md.UserError, "is not 1 to 15 of '_' and the letters"):
-                    md.parse_template(template, TOK)
-        self.assertEqual(md.parse_template('x' * 15, TOK), ([TOK.stoi['x']] * 15, False))
-        self.assertEqual(md.parse_template('_x*', TOK), ([TOK.MASK, TOK.stoi['x']], True))
+                    parse_template(template)
+        self.assertEqual(parse_template('x' * 15), ([TOK.stoi['x']] * 15, False))
+        self.assertEqual(parse_template('_x*'), ([TOK.MASK, TOK.stoi['x']], True))
         name, _ = self.run_sampler('confidence', 'x' * 15 + '*')  # only 15 letters fit: L = 15
         self.assertEqual(name, 'x' * 15)
 
 
-def random_masks(n_letters, rng):  # as heldout_nelbo draws them: k random letters, k = 1..L
-    return [sorted(rng.sample(range(n_letters), k)) for k in range(1, n_letters + 1)]
-
-
 class TestEvaluation(unittest.TestCase):
+    def test_a_random_order_hides_k_letters_for_every_k_nested(self):
+        rng = random.Random(0)
+        for _ in range(200):
+            masks = md.random_order('isabella', rng)
+            self.assertEqual([len(masked) for masked in masks], list(range(1, 9)))
+            for smaller, larger in zip(masks, masks[1:]):  # revealing one letter at a time
+                self.assertTrue(set(smaller) < set(larger))
+            self.assertEqual(masks[-1], list(range(8)))
+        # the letter revealed last is any of the eight alike
+        last = [md.random_order('isabella', rng)[0][0] for _ in range(8000)]
+        for pos in range(8):
+            self.assertAlmostEqual(last.count(pos) / 8000, 1 / 8, delta=0.015)
+
     def test_nelbo_of_a_context_free_model_is_its_exact_log_likelihood(self):
         # if the logits at a position never depend on the canvas, -log p(name) is -log p(L) plus
         # the sum of the per-letter cross-entropies, and the ELBO is tight: -log p(L) + sum_k c_k
@@ -221,25 +238,56 @@ class TestEvaluation(unittest.TestCase):
         with mock.patch.object(md, 'mask_predictor', context_free):
             letters = TOK.encode('sophia')[:-1]
             exact = -math.log(LENGTHS[6]) + sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(letters))
-            estimates = [md.nelbo('sophia', random_masks(6, rng), TOK, None, LENGTHS) for _ in range(400)]
+            estimates = [md.nelbo('sophia', md.random_order('sophia', rng), TOK, None, LENGTHS) for _ in range(400)]
             self.assertAlmostEqual(sum(estimates) / 400, exact, delta=0.005 * exact)
-            # per character: a name of L letters counts L + 1; one mask per k is already unbiased
-            per_char, stderr = md.heldout_nelbo(['sophia'] * 400, TOK, None, LENGTHS, random.Random(3))
-            self.assertAlmostEqual(per_char, exact / 7, delta=0.005 * exact / 7)
+            # per character: a name of L letters counts L + 1
+            per_char, stderr = md.per_character(estimates, ['sophia'] * 400)
+            self.assertAlmostEqual(per_char, sum(estimates) / 400 / 7, places=12)
             self.assertLess(stderr, 0.01)
 
-    def test_nelbo_masks_each_number_of_letters_once(self):
+    def test_per_character_by_hand(self):
+        # bounds 6 and 12 nats on names of 2 and 5 letters: 18 nats over 3 + 6 characters
+        per_char, stderr = md.per_character([6.0, 12.0], ['ab', 'abcde'])
+        self.assertEqual(per_char, 2.0)
+        # residuals 6 - 2*3 = 0 and 12 - 2*6 = 0: no spread at all
+        self.assertEqual(stderr, 0.0)
+        per_char, stderr = md.per_character([4.0, 14.0], ['ab', 'abcde'])  # residuals -2, +2
+        self.assertAlmostEqual(stderr, math.sqrt(8 / 2) / 4.5, places=12)
+        self.assertEqual(md.per_character([7.0], ['abc']), (7.0 / 4, None))  # one name: no error bar
+
+    def test_nelbo_runs_the_model_once_for_each_number_of_hidden_letters(self):
         calls = []
         def fake_model(canvas, tok, weights, positions=None):
             calls.append((list(canvas), positions))
             return [[0.0] * len(TOK.chars) for _ in canvas]
         with mock.patch.object(md, 'mask_predictor', fake_model):
-            md.heldout_nelbo(['mia'], TOK, None, LENGTHS, random.Random(0))
+            md.nelbo('mia', md.random_order('mia', random.Random(0)), TOK, None, LENGTHS)
         self.assertEqual(sorted(canvas.count(TOK.MASK) for canvas, _ in calls), [1, 2, 3])
         for canvas, positions in calls:
             self.assertEqual(len(canvas), 4)
             self.assertEqual(canvas[-1], TOK.END)
             self.assertEqual(positions, [pos for pos, token in enumerate(canvas) if token == TOK.MASK])
+
+    def test_score_is_the_nelbo_averaged_over_every_order(self):
+        for name in ('mia', 'emma'):
+            length_nats, letters_nats = md.score(name, TOK, WEIGHTS, LENGTHS)
+            self.assertEqual(length_nats, -math.log(LENGTHS[len(name)]))
+            bounds = [md.nelbo(name, [sorted(last_first[:k]) for k in range(1, len(name) + 1)], TOK, WEIGHTS, LENGTHS)
+                      for last_first in itertools.permutations(range(len(name)))]  # all L! orders
+            self.assertAlmostEqual(length_nats + letters_nats, sum(bounds) / len(bounds), places=12)
+
+    def test_score_samples_the_sets_of_hidden_letters_where_there_are_many(self):
+        passes, real_predictor = [], md.mask_predictor
+        def counting_predictor(canvas, tok, weights, positions=None):
+            passes.append(canvas.count(TOK.MASK))
+            return real_predictor(canvas, tok, weights, positions)
+        with mock.patch.object(md, 'score_sets', 3):
+            first = md.score('sophia', TOK, WEIGHTS, LENGTHS)
+            with mock.patch.object(md, 'mask_predictor', counting_predictor):
+                again = md.score('sophia', TOK, WEIGHTS, LENGTHS)
+        self.assertEqual(first, again)  # the sets are drawn from a generator seeded with the name
+        # C(6, k) sets of k hidden letters, 3 of them where there are more: 3 + 3 + 3 + 3 + 3 + 1
+        self.assertEqual(sorted(passes), [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3 + [5] * 3 + [6])
 
     def test_context_free_baseline_by_hand(self):
         tok = md.Tokenizer(['ab', 'b'])  # letters a, b

@@ -1,5 +1,6 @@
 """Minibatches and worker processes: the batch's gradient is the mean of its names', the result
 does not depend on how many processes computed it, and no worker outlives its run."""
+import json
 import multiprocessing
 import os
 import random
@@ -12,7 +13,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import microdiffusion as md
-from test_cli import NAMES, Folder, run_script, snapshot, without_times
+from test_cli import NAMES, Folder, main_in, run_script, snapshot, without_times
+import runs
 
 # 12,800 made-up names of five letters: 1,000 are held out, so the evaluation lasts seconds
 MANY_NAMES = [a + b + c + d + e for a in 'bdklmnrt' for b in 'aeiou' for c in 'bdklmnrt'
@@ -24,96 +26,97 @@ def fresh(seed=0):
     return tok, md.init_params(tok.vocab_size, random.Random(seed))
 
 
-def weights_of(state_dict):
-    return [p.data for p in md.parameters(state_dict)]
+class TestMinibatch(Folder):
+    """The training loop of main(), run in this process on a small names file."""
 
+    def train(self, steps, batch_size, *patches):
+        path = self.write('names.txt', '\n'.join(NAMES))
+        code, _, stderr = main_in(self.folder, ['--input', path, '--num-steps', str(steps), '--batch-size',
+                                                str(batch_size), '--workers', '1', '--eval-names', '0',
+                                                '--num-samples', '0', '--save', 'model.json'])
+        self.assertEqual(code, 0, stderr)
+        data = runs.split(path, 42)
+        return data, md.Tokenizer(data.names)
 
-class TestMinibatch(unittest.TestCase):
     def test_batch_gradient_is_the_mean_of_the_names_gradients(self):
-        tok, state_dict = fresh()
         seen = []
-        def gradients(state_dict, batch):
-            seen.append(batch)
-            return [md.name_gradient(clean, noisy, tok, state_dict) for clean, noisy in batch]
-        with mock.patch.object(md, 'Adam') as adam:
-            losses = md.train(NAMES, tok, state_dict, 1, 3, random.Random(5), gradients)
-        batch = seen[0]
-        self.assertEqual([tok.decode(clean) for clean, _ in batch], NAMES[:3])  # consecutive names
-        # the noise of each name, drawn in batch order from the one generator
-        rng = random.Random(5)
-        for clean, noisy in batch:
+        real_gradient = md.name_gradient
+        def watching_gradient(clean, noisy, tok, state_dict):
+            seen.append((clean, noisy, [p.data for p in md.parameters(state_dict)]))
+            return real_gradient(clean, noisy, tok, state_dict)
+        with mock.patch.object(md, 'Adam') as adam, mock.patch.object(md, 'name_gradient', watching_gradient):
+            data, tok = self.train(1, 3)
+        self.assertEqual([tok.decode(clean) for clean, _, _ in seen], data.train_names[:3])  # in order
+        # the noise of each name, drawn in batch order from the run's one generator
+        rng = data.rng
+        state_dict = md.init_params(tok.vocab_size, rng)
+        for clean, noisy, _ in seen:
             self.assertEqual(noisy, md.corrupt(clean, md.noise_level(rng), tok, rng))
-        results = [md.name_gradient(clean, noisy, tok, state_dict) for clean, noisy in batch]
-        self.assertEqual(losses, [sum(loss for loss, _ in results) / 3])
+        results = [md.name_gradient(clean, noisy, tok, state_dict) for clean, noisy, _ in seen]
         (grad, lr), _ = adam.return_value.step.call_args
         self.assertEqual(lr, md.learning_rate)
         self.assertEqual(grad, [(a + b + c) / 3 for a, b, c in zip(*(g for _, g in results))])
 
     def test_batch_of_one_is_a_plain_step_of_one_name(self):
-        tok, state_dict = fresh()
-        losses = md.train(NAMES, tok, state_dict, 3, 1, random.Random(1))
-        tok, again = fresh()
-        params = md.parameters(again)
-        optimizer, rng = md.Adam(params), random.Random(1)
-        for step in range(1, 4):
-            clean = tok.encode(NAMES[step - 1])
+        data, tok = self.train(3, 1)
+        rng = data.rng
+        state_dict = md.init_params(tok.vocab_size, rng)
+        params = md.parameters(state_dict)
+        optimizer = md.Adam(params)
+        for step in range(1, 4):  # microgpt's loop: one name, its loss, backward, an Adam step
+            clean = tok.encode(data.train_names[step - 1])
             noisy = md.corrupt(clean, md.noise_level(rng), tok, rng)
             masked = [pos for pos, token in enumerate(noisy) if token == tok.MASK]
-            loss = md.masked_loss(md.mask_predictor(noisy, tok, again, masked), clean, masked)
+            loss = md.masked_loss(md.mask_predictor(noisy, tok, state_dict, masked), clean, masked)
             loss.backward()
             optimizer.step([p.grad for p in params], md.learning_rate * (1 - (step - 1) / 3))
             for p in params:
                 p.grad = 0.0
-            self.assertEqual(loss.data, losses[step - 1])
-        self.assertEqual(weights_of(state_dict), weights_of(again))
+        with open(os.path.join(self.folder, 'model.json')) as f:
+            saved = json.load(f)['state_dict']
+        self.assertEqual(saved, md.as_floats(state_dict))
 
 
 class TestWorkers(unittest.TestCase):
-    def test_two_workers_give_the_same_weights_digit_for_digit(self):
-        tok, alone = fresh()
-        md.train(NAMES, tok, alone, 4, 3, random.Random(2))
-        tok, shared = fresh()
-        workers = md.Workers(2, tok)
-        try:
+    def test_two_workers_give_the_same_gradients_digit_for_digit(self):
+        tok, state_dict = fresh()
+        rng = random.Random(2)
+        batch = [(tok.encode(name), md.corrupt(tok.encode(name), 0.5, tok, rng)) for name in NAMES[:5]]
+        alone = [md.name_gradient(clean, noisy, tok, state_dict) for clean, noisy in batch]
+        with md.worker_processes(2, tok) as workers:
             self.assertEqual(len(multiprocessing.active_children()), 2)
-            md.train(NAMES, tok, shared, 4, 3, random.Random(2), workers.gradients)
-        finally:
-            workers.pool.shutdown()
-        self.assertEqual(weights_of(alone), weights_of(shared))
+            shared = workers.gradients(state_dict, batch)
+        self.assertEqual(alone, shared)
         self.assertEqual(multiprocessing.active_children(), [])
 
     def test_a_worker_that_dies_stops_training_with_one_line(self):
         tok, state_dict = fresh()
-        workers = md.Workers(2, tok)
-        try:
+        batch = [(tok.encode(name), [tok.MASK] * len(name) + [tok.END]) for name in NAMES[:2]]
+        with md.worker_processes(2, tok) as workers:
             victim = multiprocessing.active_children()[0]
             os.kill(victim.pid, signal.SIGKILL)
             victim.join()
             with self.assertRaisesRegex(md.UserError, 'a worker process died'):
-                md.train(NAMES, tok, state_dict, 2, 2, random.Random(0), workers.gradients)
-        finally:
-            workers.pool.shutdown()
+                workers.gradients(state_dict, batch)
 
     def test_a_worker_that_raises_stops_training_with_one_line(self):
         tok, _ = fresh()
-        workers = md.Workers(2, tok)
-        try:
+        with md.worker_processes(2, tok) as workers:
             bad_batch = [([0, tok.END], [tok.MASK, tok.END]), ([999, tok.END], [tok.MASK, tok.END])]
             with self.assertRaisesRegex(md.UserError, 'a worker process failed: IndexError'):
                 workers.share(md.worker_gradients, bad_batch, [0.0] * 6848)
-        finally:
-            workers.pool.shutdown()
 
     def test_no_processes_falls_back_to_one_with_a_notice(self):
         tok, _ = fresh()
         with mock.patch.object(md.concurrent.futures, 'ProcessPoolExecutor',
                                side_effect=OSError(38, 'Function not implemented')), \
-                mock.patch('sys.stderr') as stderr:
-            self.assertIsNone(md.start_workers(2, tok))
+                mock.patch('sys.stderr') as stderr, md.worker_processes(2, tok) as workers:
+            self.assertIsNone(workers)
         written = ''.join(call.args[0] for call in stderr.write.call_args_list)
         self.assertEqual(written.count('\n'), 1)
         self.assertIn('cannot start worker processes', written)
-        self.assertIsNone(md.start_workers(1, tok))  # one worker: no process at all
+        with md.worker_processes(1, tok) as workers:  # one worker: no process at all
+            self.assertIsNone(workers)
 
 
 class TestWorkersEndToEnd(Folder):

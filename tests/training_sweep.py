@@ -15,32 +15,39 @@ Run: python tests/training_sweep.py --time
 import argparse
 import os
 import statistics
-import random
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import contextlib
+import io
 import microdiffusion as md
+import runs
 
 
-def time_steps(names, batch_sizes, rounds=7, names_per_round=160):
+def time_steps(path, batch_sizes, rounds=7, names_per_round=160):
     """ms per name of a training step on this Python, one process against 2 workers, for each
     batch size: interleaved, round by round, so that a machine whose speed drifts moves every
-    variant alike. Prints the median over rounds."""
-    tok = md.Tokenizer(names)
-    workers = md.start_workers(2, tok)
+    variant alike. Each is a run of microdiffusion.py's main() (seed: the round), timed from
+    the start of its training loop to the end of its last step. Prints the median over rounds."""
     variants = [(b, w) for b in batch_sizes for w in (1, 2)]
-    state_dicts = {v: md.init_params(tok.vocab_size, random.Random(1)) for v in variants}
     times = {v: [] for v in variants}
+    real_progress_line = md.progress_line
+    def timed_progress_line(step, n_steps, losses, start):
+        if step == n_steps:
+            elapsed.append(time.time() - start)
+        return real_progress_line(step, n_steps, losses, start)
+    md.progress_line = timed_progress_line
     for r in range(rounds):
-        chunk = names[r * names_per_round:(r + 1) * names_per_round]
         for batch_size, n_workers in variants:
-            share = workers.gradients if n_workers == 2 and batch_size > 1 else None
-            start = time.time()
-            md.train(chunk, tok, state_dicts[batch_size, n_workers], names_per_round // batch_size,
-                     batch_size, random.Random(r), share)
-            times[batch_size, n_workers].append((time.time() - start) / names_per_round)
-    workers.pool.shutdown()
+            elapsed = []
+            with contextlib.redirect_stdout(io.StringIO()):
+                md.main(['--input', path, '--seed', str(r), '--num-steps', str(names_per_round // batch_size),
+                         '--batch-size', str(batch_size), '--workers', str(n_workers),
+                         '--eval-names', '0', '--num-samples', '0'])
+            times[batch_size, n_workers].append(elapsed[0] / names_per_round)
+    md.progress_line = real_progress_line
     print(f"# {sys.implementation.name} {sys.version.split()[0]}, {os.cpu_count()} cores; "
           f"median of {rounds} interleaved rounds of {names_per_round} names")
     print("| names a step | ms per name, 1 process | ms per name, 2 workers | ms per step, 2 workers |")
@@ -61,27 +68,20 @@ def main():
     parser.add_argument('--settings', default='4:0.007,4:0.01,8:0.01,8:0.014,8:0.02',
                         help='B:learning rate pairs')
     args = parser.parse_args()
-    names = md.read_names(args.input)[0]
-    md.pause_collector()
     if args.time:
-        time_steps(random.Random(0).sample(names, len(names)), [int(b) for b in args.batch_sizes.split(',')])
+        time_steps(args.input, [int(b) for b in args.batch_sizes.split(',')])
         return
     ms_per_step = {int(b): float(ms) for b, ms in (pair.split(':') for pair in args.ms_per_step.split(','))}
     settings = [(int(b), float(lr)) for b, lr in (pair.split(':') for pair in args.settings.split(','))]
     print(f"# {sys.implementation.name} {sys.version.split()[0]}, budget {args.budget:g} s", flush=True)
-    print("| seed | B | learning rate | steps | names seen | held-out NELBO | mean loss, last 10% |")
-    print("|---|---|---|---|---|---|---|", flush=True)
+    print("| seed | B | learning rate | steps | names seen | held-out NELBO |")
+    print("|---|---|---|---|---|---|", flush=True)
     for seed in [int(s) for s in args.seeds.split(',')]:
         for batch_size, lr in settings:
             n_steps = round(args.budget * 1000 / ms_per_step[batch_size])
-            rng, tok, train_names, heldout_names, length_probs, state_dict = md.prepare(names, seed)
-            md.learning_rate = lr
-            losses = md.train(train_names, tok, state_dict, n_steps, batch_size, rng)
-            nelbo, _ = md.heldout_nelbo(heldout_names, tok, md.as_floats(state_dict), length_probs,
-                                        random.Random(seed + 1))
-            tail = losses[-max(1, n_steps // 10):]
-            print(f"| {seed} | {batch_size} | {lr:g} | {n_steps:,} | {n_steps * batch_size:,} | {nelbo:.4f} "
-                  f"| {sum(tail) / len(tail):.4f} |", flush=True)
+            nelbo = runs.heldout_nelbo(runs.train(args.input, seed, n_steps, batch_size, lr))
+            print(f"| {seed} | {batch_size} | {lr:g} | {n_steps:,} | {n_steps * batch_size:,} | {nelbo:.4f} |",
+                  flush=True)
 
 
 if __name__ == '__main__':
