@@ -27,11 +27,11 @@ num_steps = 1075       # training steps...
 batch_size = 8         # ...of 8 names each, their gradients averaged: 8,600 names
 learning_rate = 0.014  # Adam's, decaying linearly towards 0
 beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
-seed = 42              # one generator, seeded once: the split, the weights, training, samples
+seed = 42              # seeds the generator of the split, the weights, training and samples
 n_heldout = 1000       # names held out (a tenth, if fewer), to measure the model on
 denoise_steps = 64     # sampling steps from t = 1 to 0: at 64, each reveals at most one letter
-# a sampler: its temperature at t = 1 and at t = 0, and whether the surest letters are kept
-# first or in random order ('random' draws from the distribution that the NELBO bounds)
+# a sampler: its temperature at t = 1 and at t = 0 (a falling one costs variety), and whether the
+# surest letters go first or a random order ('random': the distribution the NELBO bounds)
 SAMPLERS = {'confidence': (1.0, 1.0, True), 'random': (1.0, 1.0, False)}
 choice_noise = 1.0     # the scale of the Gumbel noise, times t, added to each confidence
 num_samples = 20       # names printed at the end
@@ -289,20 +289,20 @@ class Adam:
 # alike, so it costs on average c_k, the mean cross-entropy at k random hidden letters. So
 # -log p(name) <= -log p(L) + c_1 + ... + c_L for the 'random' sampler's distribution (random
 # order, temperature 1, one letter a step: at 22 denoising steps or more, so at the default 64)
-def random_order(name, rng):
+def random_order_masks(name, rng):
     """One random order of revealing the name's letters, as the letters still hidden before
-    each reveal: masks[k - 1] hides k of them, a random k, so the loss there estimates c_k."""
+    each reveal: masks[k - 1] hides k random ones, so the loss there estimates c_k."""
     last_first = rng.sample(range(len(name)), len(name))  # the letter revealed last comes first
     return [sorted(last_first[:k]) for k in range(1, len(name) + 1)]
 
-def nelbo(name, masks, tok, weights, length_probs):
-    """One name's negative ELBO in nats, an upper bound on -log p(name), along one order."""
-    letters = sum(hidden_loss(tok.encode(name), masked, tok, weights) for masked in masks)
-    return -math.log(length_probs[len(name)]) + letters
-
-def hidden_loss(clean, masked, tok, weights):  # the loss at the masked positions, hidden
+def hidden_loss(clean, masked, tok, weights):  # the loss with the masked positions hidden
     noisy = [tok.MASK if pos in masked else token for pos, token in enumerate(clean)]
     return masked_loss(mask_predictor(noisy, tok, weights, masked), clean, masked)
+
+def nelbo(name, masks, tok, weights, length_probs):
+    """One name's negative ELBO in nats, an upper bound on -log p(name), along one order."""
+    letters_nats = sum(hidden_loss(tok.encode(name), masked, tok, weights) for masked in masks)
+    return -math.log(length_probs[len(name)]) + letters_nats
 
 def per_character(bounds, names):
     """The names' NELBO per character (a name of L letters counts L + 1, its END too) and its
@@ -312,7 +312,7 @@ def per_character(bounds, names):
     residuals = [bound - per_char * n for bound, n in zip(bounds, n_chars)]
     variance = sum(r * r for r in residuals) / max(1, len(residuals) - 1)
     stderr = math.sqrt(variance / len(residuals)) / (sum(n_chars) / len(n_chars))
-    return per_char, stderr if len(names) > 1 else None
+    return per_char, (stderr if len(names) > 1 else None)
 
 # Let there be sampling: draw a length, then unmask its letters, surest first
 def cosine_noise(step, n_steps):  # the noise level t after `step` of n_steps: from 1 down to 0
@@ -323,9 +323,9 @@ def confidence(probs, token):  # how sure the model is of the letter it drew: it
 
 def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='confidence',
            template=None):
-    """A new name, and its trace: (step, t after it, temperature, canvas) for each step that
-    changed the canvas. template: (tokens, open_ended), tokens letters and MASKs; open-ended, the
-    length model adds any number of MASKs after them. By default: ([MASK], True)."""
+    """A new name, and its trace: (step, t after it, temperature, canvas), at the start and at
+    each step that changed the canvas. template: (tokens, open_ended), tokens letters and MASKs;
+    if open-ended, the length model adds MASKs after them. By default: ([MASK], True)."""
     tokens, open_ended = template or ([tok.MASK], True)
     if open_ended:  # the length comes first
         tokens = tokens + [tok.MASK] * (draw_length(length_probs, rng, len(tokens)) - len(tokens))
@@ -352,16 +352,16 @@ def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='conf
                 priority[pos] = confidence(probs, drawn[pos]) + choice_noise * t * gumbel
             else:
                 priority[pos] = gumbel  # ...or in random order
-        # the n_to_reveal highest are kept for good; the rest go back under MASK
+        # the n_to_reveal highest are kept for good; the rest stay hidden, their draws dropped
         for pos in sorted(masked, key=priority.get, reverse=True)[:n_to_reveal]:
             canvas[pos] = drawn[pos]
         trace.append((step, t_next, temperature, list(canvas)))
     return tok.decode(canvas), trace
 
-# Let there be the program: the names, the model, the training loop, the NELBO, the samples.
-# It calls on the workshop (after the line below) to check input, share work, save and stop
+# Let there be the program: the names, the model, the training loop, the NELBO, the samples; the
+# file's last line runs it. The workshop, after the line below, checks, shares, saves and prints
 def main(argv=None):
-    with stop_report() as run:  # an error, Ctrl-C or kill ends the run with one line
+    with stop_report() as run:  # a user's error, Ctrl-C or kill ends the run with one line
         args = parse_args(argv)  # the flags, checked; their defaults are the settings above
         lines, too_long, names_sha256 = read_names(args.input)  # lower-cased, every line checked
         names = list(dict.fromkeys(lines))  # each name once: held out means never trained on
@@ -370,7 +370,7 @@ def main(argv=None):
         tok = Tokenizer(names)
         length_probs = length_model(train_names)
         state_dict = init_params(tok.vocab_size, rng)
-        template = check_flags(args, tok)  # a bad template, name or path fails now, not later
+        template = check_flags(args, tok)  # the samples' first canvas; a bad flag fails now
         print(f"names: {len(names):,} ({count(len(lines) - len(names), 'repeated line')} dropped): "
               f"{len(train_names):,} for training, {len(heldout_names):,} held out")
         if too_long:
@@ -393,7 +393,7 @@ def main(argv=None):
                              for clean in cleans]  # each name at a noise level of its own
                     if workers and len(batch) > 1:  # the same (loss, gradient) pairs, in order
                         results = workers.gradients(state_dict, batch)
-                    else:
+                    else:  # each name's graph, and backward() through it
                         results = [name_gradient(clean, noisy, tok, state_dict)
                                    for clean, noisy in batch]
                     # the batch's loss is the mean of its names' losses, so its gradient is the
@@ -419,12 +419,12 @@ def main(argv=None):
             if eval_names:
                 run.where = "during the held-out evaluation"
                 eval_rng = random.Random(args.seed + 1)  # its own generator: the samples stay
-                orders = [random_order(name, eval_rng) for name in eval_names]
+                eval_masks = [random_order_masks(name, eval_rng) for name in eval_names]
                 if workers:  # the same bounds, computed by the worker processes
-                    bounds = workers.nelbos(weights, length_probs, eval_names, orders)
+                    bounds = workers.nelbos(weights, length_probs, eval_names, eval_masks)
                 else:
                     bounds = [nelbo(name, masks, tok, weights, length_probs)
-                              for name, masks in zip(eval_names, orders)]
+                              for name, masks in zip(eval_names, eval_masks)]
                 per_char, stderr = per_character(bounds, eval_names)
                 baseline = context_free_nll(train_names, eval_names, tok, length_probs)
                 print(f"held-out NELBO: {per_char:.3f}" + (f" ± {stderr:.3f}" if stderr else "") +
@@ -439,7 +439,7 @@ def main(argv=None):
             for n in range(1, args.num_samples + 1):
                 name, trace = sample(tok, weights, length_probs, rng, args.denoise_steps,
                                      args.sampler, template)
-                traces.append(trace)  # how it emerged, step by step
+                traces.append(trace)
                 marks.append('trained on' if name in trained_on else
                              'real, never trained on' if name in real_names else '')
                 print(f"sample {n:2d}: {name}" + (f"  ({marks[-1]})" if marks[-1] else ''))
@@ -450,7 +450,7 @@ def main(argv=None):
 
 # ---------------------------------------------------------------------------------------------
 # That is the whole algorithm, and the program that runs it. The rest of the file is the
-# workshop: the helpers main() calls by name, for everything a user can get wrong or stop.
+# workshop: the helpers main() calls by name, to check, share, save, stop and print.
 import argparse            # the command line
 import concurrent.futures  # a pool of worker processes that share out each step's names
 import contextlib          # contextlib.contextmanager: a stop report and a pool that always end
@@ -678,8 +678,8 @@ class Workers:  # a pool of processes, started once, that share out a task's ite
     def gradients(self, state_dict, batch):  # each name's (loss, gradient), in batch order
         return self.share(worker_gradients, batch, [p.data for p in parameters(state_dict)])
 
-    def nelbos(self, weights, length_probs, names, orders):  # tasks of 20: a stop waits little
-        return self.share(worker_nelbos, list(zip(names, orders)), weights, length_probs, size=20)
+    def nelbos(self, weights, length_probs, names, masks):  # tasks of 20: a stop waits little
+        return self.share(worker_nelbos, list(zip(names, masks)), weights, length_probs, size=20)
 
 @contextlib.contextmanager
 def worker_processes(n_workers, tok):

@@ -59,7 +59,7 @@ def heldout_nelbo(run, n_names=md.n_heldout):
     """main()'s held-out NELBO per character, on the same names with the same orders."""
     names = run.heldout_names[:n_names]
     eval_rng = random.Random(run.seed + 1)
-    orders = [md.random_order(name, eval_rng) for name in names]
+    eval_masks = [md.random_order_masks(name, eval_rng) for name in names]
     bounds = [md.nelbo(name, masks, run.tok, run.weights, run.length_probs)
-              for name, masks in zip(names, orders)]
+              for name, masks in zip(names, eval_masks)]
     return md.per_character(bounds, names)[0]

@@ -218,13 +218,13 @@ class TestEvaluation(unittest.TestCase):
     def test_a_random_order_hides_k_letters_for_every_k_nested(self):
         rng = random.Random(0)
         for _ in range(200):
-            masks = md.random_order('isabella', rng)
+            masks = md.random_order_masks('isabella', rng)
             self.assertEqual([len(masked) for masked in masks], list(range(1, 9)))
             for smaller, larger in zip(masks, masks[1:]):  # revealing one letter at a time
                 self.assertTrue(set(smaller) < set(larger))
             self.assertEqual(masks[-1], list(range(8)))
         # the letter revealed last is any of the eight alike
-        last = [md.random_order('isabella', rng)[0][0] for _ in range(8000)]
+        last = [md.random_order_masks('isabella', rng)[0][0] for _ in range(8000)]
         for pos in range(8):
             self.assertAlmostEqual(last.count(pos) / 8000, 1 / 8, delta=0.015)
 
@@ -238,7 +238,7 @@ class TestEvaluation(unittest.TestCase):
         with mock.patch.object(md, 'mask_predictor', context_free):
             letters = TOK.encode('sophia')[:-1]
             exact = -math.log(LENGTHS[6]) + sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(letters))
-            estimates = [md.nelbo('sophia', md.random_order('sophia', rng), TOK, None, LENGTHS) for _ in range(400)]
+            estimates = [md.nelbo('sophia', md.random_order_masks('sophia', rng), TOK, None, LENGTHS) for _ in range(400)]
             self.assertAlmostEqual(sum(estimates) / 400, exact, delta=0.005 * exact)
             # per character: a name of L letters counts L + 1
             per_char, stderr = md.per_character(estimates, ['sophia'] * 400)
@@ -261,7 +261,7 @@ class TestEvaluation(unittest.TestCase):
             calls.append((list(canvas), positions))
             return [[0.0] * len(TOK.chars) for _ in canvas]
         with mock.patch.object(md, 'mask_predictor', fake_model):
-            md.nelbo('mia', md.random_order('mia', random.Random(0)), TOK, None, LENGTHS)
+            md.nelbo('mia', md.random_order_masks('mia', random.Random(0)), TOK, None, LENGTHS)
         self.assertEqual(sorted(canvas.count(TOK.MASK) for canvas, _ in calls), [1, 2, 3])
         for canvas, positions in calls:
             self.assertEqual(len(canvas), 4)
