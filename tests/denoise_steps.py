@@ -36,6 +36,7 @@ def main():
           "| precision | recall | first-letter TV | distinct |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     seeds = [int(s) for s in args.seeds.split(',')]
+    by_steps = {}
     for seed in seeds[:1] if args.load else seeds:
         run = runs.load(args.input, seed, args.load) if args.load else runs.train(args.input, seed)
         tok, weights, length_probs = run.tok, run.weights, run.length_probs
@@ -55,11 +56,20 @@ def main():
                 per_name = (time.time() - start) / args.samples
                 r = judge.judge(samples)
                 letters = sum(len(name) for name in samples)
+                by_steps.setdefault(n_steps, []).append((len(passes) / args.samples, letters / len(passes),
+                                                         per_name * 1000, r))
                 print(f"| {seed} | {n_steps} | {len(passes) / args.samples:.2f} | {letters / len(passes):.2f} "
                       f"| {per_name * 1000:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['first_tv']:.3f} "
                       f"| {r['distinct']:.1%} |", flush=True)
         finally:
             md.mask_predictor = real_predictor
+    print("\n| denoising steps | model passes per name | letters per pass | ms per name | precision | recall "
+          "| first-letter TV | distinct |\n|---|---|---|---|---|---|---|---|")
+    for n_steps, rows in by_steps.items():  # means over the seeds
+        mean = lambda f: sum(f(row) for row in rows) / len(rows)
+        print(f"| {n_steps} | {mean(lambda x: x[0]):.2f} | {mean(lambda x: x[1]):.2f} | {mean(lambda x: x[2]):.1f} "
+              f"| {mean(lambda x: x[3]['precision']):.3f} | {mean(lambda x: x[3]['recall']):.3f} "
+              f"| {mean(lambda x: x[3]['first_tv']):.3f} | {mean(lambda x: x[3]['distinct']):.1%} |")
 
 
 if __name__ == '__main__':

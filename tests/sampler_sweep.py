@@ -18,11 +18,12 @@ Run (the seeds can go to separate processes, then be summarised together):
   pypy3 tests/sampler_sweep.py --seeds 42 --json s42.json
   pypy3 tests/sampler_sweep.py --summarize s42.json s1.json s2.json
 (further settings of the same seeds, run with --settings, are summarised beside them).
-The README's rows only (every run includes the baselines): --settings drawn:1-0.8:0,drawn:1-0.8:1.25
-The neighbours of the default, beside the grid (tests/README.md):
-  --settings drawn:1-0.8:1.5,drawn:1-0.8:1.25,drawn:1-0.8:2,drawn:1-0.9:1.25,drawn:1-0.9:1.5,drawn:1-1:0.75,drawn:1-1:1.25
+The README's rows only (every run includes the baselines): --measures '' --settings drawn:1-1:0,drawn:1-1:1
+The drawn letter's grid and the neighbours of earlier defaults, as tests/README.md shows them:
+  --measures drawn --settings drawn:1-0.8:1.5,drawn:1-0.8:1.25,drawn:1-0.8:2,drawn:1-0.9:1.25,drawn:1-0.9:1.5,drawn:1-1:0.75,drawn:1-1:1.25
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -36,6 +37,7 @@ sys.path.insert(0, HERE)
 import microdiffusion as md
 import name_quality as nq
 import left_to_right as l2r
+import loss_weighting
 import runs
 
 
@@ -56,20 +58,22 @@ NOISES = [0.0, 0.5, 1.0]
 FIGURES = ('precision', 'recall', 'first_tv', 'length_tv', 'distinct', 'in_train', 'in_heldout')
 
 
-def settings(measures=('drawn', 'top', 'margin', 'entropy'), temperatures=TEMPERATURES, noises=NOISES, listed=None):
-    """The baselines, then every measure x temperature schedule x noise of the grid, or only the
-    listed (measure, start, end, noise) settings."""
+def settings(measures=('drawn', 'top', 'margin', 'entropy'), temperatures=TEMPERATURES, noises=NOISES, listed=()):
+    """The baselines, then every measure x temperature schedule x noise of the grid, then the
+    listed (measure, start, end, noise) settings that the grid does not hold."""
     yield ('random', 'none', 1.0, 1.0, 0.0)
     yield ('random order, T 0.5', 'none', 0.5, 0.5, 1.0)
-    grid = listed or [(m, start, end, noise) for m in measures for start, end in temperatures for noise in noises]
+    grid = [(m, start, end, noise) for m in measures for start, end in temperatures for noise in noises]
+    grid += [setting for setting in listed if setting not in grid]
     for measure, start, end, noise in grid:
         yield (f"{measure}, T {start:g} -> {end:g}, noise {noise:g}", measure, start, end, noise)
 
 
-def measure_seed(path, seed, n_samples, num_steps, grid):
+def measure_seed(path, seed, n_samples, num_steps, grid, exact_weighting=False):
     rows = {}
     start = time.time()
-    run = runs.train(path, seed, num_steps)
+    with loss_weighting.exact_weighting() if exact_weighting else contextlib.nullcontext():
+        run = runs.train(path, seed, num_steps)
     tok, weights, length_probs, heldout_names = run.tok, run.weights, run.length_probs, run.heldout_names
     nelbo = runs.heldout_nelbo(run)
     judge = nq.Judge(run.train_names, heldout_names)
@@ -134,12 +138,14 @@ def main():
     parser.add_argument('--temperatures', default=','.join(f'{a:g}-{b:g}' for a, b in TEMPERATURES),
                         help='start-end pairs: the temperature at t = 1 and at t = 0')
     parser.add_argument('--noises', default=','.join(f'{x:g}' for x in NOISES))
-    parser.add_argument('--settings', help='instead of the grid, only these: measure:start-end:noise, comma-separated '
+    parser.add_argument('--settings', help='beside the grid (--measures \'\' for none), these: measure:start-end:noise, comma-separated '
                                            '(e.g. drawn:1-0.8:1.25,top:0.7-0.7:0)')
+    parser.add_argument('--exact-weighting', action='store_true',
+                        help="train with tests/loss_weighting.py's exactly weighted loss instead")
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
     args = parser.parse_args()
-    grid = (args.measures.split(','), [tuple(float(x) for x in pair.split('-')) for pair in args.temperatures.split(',')],
+    grid = ([m for m in args.measures.split(',') if m], [tuple(float(x) for x in pair.split('-')) for pair in args.temperatures.split(',')],
             [float(x) for x in args.noises.split(',')])
     if args.settings:
         listed = []
@@ -147,7 +153,7 @@ def main():
             measure, temperatures, noise = item.split(':')
             start, end = (float(x) for x in temperatures.split('-'))
             listed.append((measure, start, end, float(noise)))
-        grid = grid + (listed,)
+        grid += (listed,)
     if args.summarize:
         by_seed = {}  # runs of one seed (the grid, then more settings) are merged
         for path in args.summarize:
@@ -159,7 +165,8 @@ def main():
     print(f"# {sys.implementation.name} {sys.version.split()[0]}; {args.num_steps} steps of {md.batch_size} names, "
           f"learning rate {md.learning_rate:g}; {args.samples} names per setting", flush=True)
     print(nq.HEADER)
-    results = [measure_seed(args.input, int(seed), args.samples, args.num_steps, grid) for seed in args.seeds.split(',')]
+    results = [measure_seed(args.input, int(seed), args.samples, args.num_steps, grid, args.exact_weighting)
+               for seed in args.seeds.split(',')]
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f)
