@@ -32,7 +32,7 @@ def main():
     args = parser.parse_args()
     run = runs.load(args.input, args.seed, args.load)
     print(f"# {sys.implementation.name} {sys.version.split()[0]}; at most {md.score_sets} sets of k hidden "
-          f"letters for each k\n| letters | names | largest spread per character | its standard deviation "
+          f"letters for each k\n| letters | names | largest spread per character | largest standard deviation "
           f"| seconds per score |\n|---|---|---|---|---|")
     real_random = md.random.Random
     for n_letters in range(10, md.max_letters + 1):
