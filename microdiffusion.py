@@ -746,22 +746,21 @@ def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one J
 def load_model(args, tok, names_sha256, state_dict, rng):
     """Check the saved model args.load, then put its weights into state_dict, its generator's
     state into rng and its training's steps and batch size into args; return its length model."""
-    path = args.load
     def bad(why):
-        return UserError(f"{path} is not a usable model: {why}")
+        return UserError(f"{args.load} is not a usable model: {why}")
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(args.load, encoding='utf-8') as f:
             model = json.load(f)
     except OSError as err:
-        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+        raise UserError(f"cannot read {args.load}: {err.strerror or err}") from None
     except ValueError as err:  # not JSON, cut short, or not UTF-8
         raise bad(f"not complete JSON ({err})") from None
     if not isinstance(model, dict) or model.get('format') != MODEL_FORMAT:
         raise bad(f"not a {MODEL_FORMAT} file")
     if model.get('names_sha256') != names_sha256:  # or held-out names would be mixed up
-        raise UserError(f"{path} was trained on another names file; pass its --input")
+        raise UserError(f"{args.load} was trained on another names file; pass its --input")
     if model.get('seed') != args.seed:  # the seed picks the held-out names
-        raise UserError(f"{path} was trained with --seed {model.get('seed')}; pass --seed "
+        raise UserError(f"{args.load} was trained with --seed {model.get('seed')}; pass --seed "
                         f"{model.get('seed')}")
     for key, expected in (('version', MODEL_VERSION), ('hyperparameters', HYPERPARAMETERS),
                           ('vocabulary', ''.join(tok.chars))):
@@ -793,7 +792,7 @@ def load_model(args, tok, names_sha256, state_dict, rng):
                 p.data = float(w)
     rng.setstate(rng_state)  # the generator as training left it: the same names follow
     args.num_steps, args.batch_size = steps, names_a_step
-    print(f"loaded {path}: {steps:,} steps of {names_a_step} names, learning rate {lr:g}")
+    print(f"loaded {args.load}: {steps:,} steps of {names_a_step} names, learning rate {lr:g}")
     return length_probs
 
 if __name__ == '__main__':
