@@ -8,11 +8,11 @@ The diffusion companion of Karpathy's microgpt, as plain on purpose: a scalar au
 a 2-layer model of 6,848 parameters, a length counted rather than predicted, no dependencies;
 the algorithm first, ending with the program that runs it, then the workshop.
 """
-import gc        # gc.disable, gc.collect: the cycle collector, paused while training
 import math      # math.exp, math.log, math.cos, math.sqrt, math.pi, math.isfinite
 import operator  # operator.mul: a dot product of plain floats
 import random    # random.Random: seeded generators for data order, weights, noise and samples
 import time      # elapsed and remaining time, in the progress line
+from itertools import repeat  # the same tokenizer and model for every name a map runs on
 
 # Let there be settings: every hyperparameter and sampler constant, once; the flags' defaults
 block_size = 16        # the longest canvas: a name of up to 15 letters, then END
@@ -30,10 +30,10 @@ beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
 seed = 42              # seeds the generator of the split, the weights, training and samples
 n_heldout = 1000       # names held out (a tenth, if fewer), to measure the model on
 denoise_steps = 64     # sampling steps from t = 1 to 0: at 64, each reveals at most one letter
-# a sampler: its temperature at t = 1 and at t = 0 (a falling one costs variety), and whether the
-# surest letters go first or a random order ('random': the distribution the NELBO bounds)
-SAMPLERS = {'confidence': (1.0, 1.0, True), 'random': (1.0, 1.0, False)}
-choice_noise = 1.0     # the scale of the Gumbel noise, times t, added to each confidence
+SAMPLERS = ('confidence', 'random')  # surest letters first, or random order (the NELBO's)
+temperature_start = 1.0  # the confidence sampler's temperature at t = 1...
+temperature_end = 1.0    # ...and at t = 0 (one that falls gives surer letters, less variety)
+choice_noise = 1.0     # Gumbel noise times choice_noise * t stirs its surest-first order early on
 num_samples = 20       # names printed at the end
 score_sets = 200       # --score: the most sets of k hidden letters it averages over, for each k
 max_letters = block_size - 1
@@ -72,9 +72,9 @@ def length_model(names):
         counts[len(name)] += 1
     return [c / sum(counts) for c in counts]
 
-def draw_length(length_probs, rng, min_letters=1):
-    """A length from p(L), restricted to L >= min_letters (the letters a template fixes)."""
-    return rng.choices(range(min_letters, len(length_probs)), weights=length_probs[min_letters:])[0]
+def draw_length(length_probs, rng, shortest=1):
+    """A length L from p(L), among L >= shortest (for a template: its letters and holes)."""
+    return rng.choices(range(shortest, len(length_probs)), weights=length_probs[shortest:])[0]
 
 # Let there be autograd: a scalar Value that remembers how it was made
 class Value:
@@ -275,6 +275,9 @@ class Adam:
 
     def step(self, grad, lr_t):
         """One update from grad, a gradient per parameter, with bias-corrected moments."""
+        if not all(map(math.isfinite, grad)):  # a nan or an inf would spread to every weight
+            raise FloatingPointError(f"the gradient is not finite at step {self.step_count + 1}: "
+                                     f"the training diverged")
         self.step_count += 1
         m_correction, v_correction = 1 - beta1 ** self.step_count, 1 - beta2 ** self.step_count
         m, v = self.m, self.v
@@ -284,35 +287,62 @@ class Adam:
             m_hat, v_hat = m[i] / m_correction, v[i] / v_correction
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
 
-# Let there be evaluation: the negative ELBO of names the model never trained on. Reveal a
-# name's L letters one at a time, in random order: while k are hidden, the next is any of the k
-# alike, so it costs on average c_k, the mean cross-entropy at k random hidden letters. So
-# -log p(name) <= -log p(L) + c_1 + ... + c_L for the 'random' sampler's distribution (random
-# order, temperature 1, one letter a step: at 22 denoising steps or more, so at the default 64)
+# Let there be training: each step, a batch of names hidden at noise levels of their own
+def train(state_dict, train_names, tok, length_probs, rng, n_steps=num_steps, n_names=batch_size,
+          map=map):
+    """Adam on the mean loss of n_names names a step, read in order, round and round; returns
+    each step's loss. map is the built-in, or a pool's that returns the same, in the same order.
+    Every 100 steps it prints progress and 4 names the model makes (sample(), below), each time
+    with the same fresh generator: only the model changes between lines, the run's rng never."""
+    optimizer = Adam(parameters(state_dict))
+    losses, start = [], time.time()
+    for step in range(1, n_steps + 1):
+        first = (step - 1) * n_names
+        cleans = [tok.encode(train_names[(first + i) % len(train_names)]) for i in range(n_names)]
+        noisies = [corrupt(clean, noise_level(rng), tok, rng) for clean in cleans]
+        results = list(map(name_gradient, cleans, noisies, repeat(tok), repeat(state_dict)))
+        # the mean of the names' losses, so the mean of their gradients, added in batch order
+        loss = sum(name_loss for name_loss, _ in results) / n_names
+        grad = [sum(name_grads) / n_names for name_grads in zip(*(g for _, g in results))]
+        optimizer.step(grad, learning_rate * (1 - (step - 1) / n_steps))  # lr falls linearly
+        losses.append(loss)
+        if step == 1 or step % 100 == 0 or step == n_steps:
+            weights, preview_rng, recent = as_floats(state_dict), random.Random(0), losses[-100:]
+            names_now = [sample(tok, weights, length_probs, preview_rng)[0] for _ in range(4)]
+            elapsed = time.time() - start
+            print(f"step {step:5d} / {n_steps} | loss {loss:.4f}, last {len(recent):3d} "
+                  f"{sum(recent) / len(recent):.4f} | {elapsed:5.1f}s, "
+                  f"{elapsed / step * (n_steps - step):5.1f}s left | {' '.join(names_now)}",
+                  flush=True)
+    return losses
+
+# Let there be evaluation: a bound on -log p(name) for names never trained on. The 'random'
+# sampler draws L, then reveals the letters in a random order s, each at temperature 1, so
+# p(name) = p(L) E_s[prod_i p(letter s_i | the letters before it in s)]. -log is convex, so
+# (Jensen) -log p(name) <= -log p(L) + E_s[sum_i -log p(letter s_i | ...)]. While k letters
+# are hidden, the next revealed is any of the k alike: its expected cost is c_k, the mean
+# cross-entropy at k random hidden letters. So -log p(name) <= -log p(L) + c_1 + ... + c_L
 def random_order_masks(name, rng):
     """One random order of revealing the name's letters, as the letters still hidden before
-    each reveal: masks[k - 1] hides k random ones, so the loss there estimates c_k."""
-    last_first = rng.sample(range(len(name)), len(name))  # the letter revealed last comes first
-    return [sorted(last_first[:k]) for k in range(1, len(name) + 1)]
+    each reveal: masks[k - 1] hides k of them, so the loss there estimates c_k."""
+    order = rng.sample(range(len(name)), len(name))  # order[0] is revealed last
+    return [sorted(order[:k]) for k in range(1, len(name) + 1)]
 
 def hidden_loss(clean, masked, tok, weights):  # the loss with the masked positions hidden
     noisy = [tok.MASK if pos in masked else token for pos, token in enumerate(clean)]
     return masked_loss(mask_predictor(noisy, tok, weights, masked), clean, masked)
 
 def nelbo(name, masks, tok, weights, length_probs):
-    """One name's negative ELBO in nats, an upper bound on -log p(name), along one order."""
+    """One name's NELBO in nats along one order: its mean over orders bounds -log p(name)."""
     letters_nats = sum(hidden_loss(tok.encode(name), masked, tok, weights) for masked in masks)
     return -math.log(length_probs[len(name)]) + letters_nats
 
-def per_character(bounds, names):
-    """The names' NELBO per character (a name of L letters counts L + 1, its END too) and its
-    standard error, by the delta method for a ratio of means (None for a single name)."""
-    n_chars = [len(name) + 1 for name in names]
-    per_char = sum(bounds) / sum(n_chars)
-    residuals = [bound - per_char * n for bound, n in zip(bounds, n_chars)]
-    variance = sum(r * r for r in residuals) / max(1, len(residuals) - 1)
-    stderr = math.sqrt(variance / len(residuals)) / (sum(n_chars) / len(n_chars))
-    return per_char, (stderr if len(names) > 1 else None)
+def heldout_nelbo(names, tok, weights, length_probs, rng, map=map):
+    """The names' NELBO per character (a name of L letters counts L + 1: its END too), each
+    along one random order, and each name's NELBO in nats."""
+    masks = [random_order_masks(name, rng) for name in names]
+    bounds = list(map(nelbo, names, masks, repeat(tok), repeat(weights), repeat(length_probs)))
+    return sum(bounds) / sum(len(name) + 1 for name in names), bounds
 
 # Let there be sampling: draw a length, then unmask its letters, surest first
 def cosine_noise(step, n_steps):  # the noise level t after `step` of n_steps: from 1 down to 0
@@ -324,14 +354,15 @@ def confidence(probs, token):  # how sure the model is of the letter it drew: it
 def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='confidence',
            template=None):
     """A new name, and its trace: (step, t after it, temperature, canvas), at the start and at
-    each step that changed the canvas. template: (tokens, open_ended), tokens letters and MASKs;
-    if open-ended, the length model adds MASKs after them. By default: ([MASK], True)."""
-    tokens, open_ended = template or ([tok.MASK], True)
-    if open_ended:  # the length comes first
-        tokens = tokens + [tok.MASK] * (draw_length(length_probs, rng, len(tokens)) - len(tokens))
-    canvas = tokens + [tok.END]
+    each step that changed the canvas. template (--template): letters and MASKs to start from,
+    and whether the length model may add MASKs after them."""
+    if template is None:  # draw a length L, and lay out L MASKs and END
+        canvas = [tok.MASK] * draw_length(length_probs, rng) + [tok.END]
+    else:
+        tokens, open_ended = template
+        n_more = draw_length(length_probs, rng, len(tokens)) - len(tokens) if open_ended else 0
+        canvas = tokens + [tok.MASK] * n_more + [tok.END]
     n_hidden = canvas.count(tok.MASK)
-    temperature_at_start, temperature_at_end, surest_first = SAMPLERS[sampler]
     trace = [(0, 1.0, None, list(canvas))]
     for step in range(1, n_steps + 1):
         # t falls from 1 to 0 along a cosine; after this step round(n_hidden * t_next) stay hidden
@@ -340,113 +371,58 @@ def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='conf
         n_to_reveal = len(masked) - round(n_hidden * t_next)
         if n_to_reveal == 0:
             continue  # nothing to reveal at this step: no need to run the model
-        temperature = temperature_at_end + (temperature_at_start - temperature_at_end) * t
+        temperature = 1.0 if sampler == 'random' else (
+            temperature_end + (temperature_start - temperature_end) * t)
         logits = mask_predictor(canvas, tok, weights, masked)
         drawn, priority = {}, {}
         for pos in masked:  # a letter drawn for every hidden position...
             probs = softmax([z / temperature for z in logits[pos]])
             drawn[pos] = rng.choices(range(len(probs)), weights=probs)[0]
             gumbel = -math.log(rng.expovariate(1.0) or 1e-300)  # Gumbel(0, 1), never log(0)
-            if surest_first:  # ...ranked by how sure the model is of it, stirred by Gumbel noise
-                # while t is high (MaskGIT): letters the model rarely favours get their turn too
+            if sampler == 'random':
+                priority[pos] = gumbel  # ...ranked in random order
+            else:  # ...or by how sure the model is of it, stirred by Gumbel noise while t is
+                # high (MaskGIT): letters the model rarely favours get their turn too
                 priority[pos] = confidence(probs, drawn[pos]) + choice_noise * t * gumbel
-            else:
-                priority[pos] = gumbel  # ...or in random order
         # the n_to_reveal highest are kept for good; the rest stay hidden, their draws dropped
         for pos in sorted(masked, key=priority.get, reverse=True)[:n_to_reveal]:
             canvas[pos] = drawn[pos]
         trace.append((step, t_next, temperature, list(canvas)))
     return tok.decode(canvas), trace
 
-# Let there be the program: the names, the model, the training loop, the NELBO, the samples; the
-# file's last line runs it. The workshop, after the line below, checks, shares, saves and prints
+# Let there be the program: the names, the model, training, the NELBO, the samples. What it
+# calls from the workshop (below the line) checks, shares, saves and prints, and does no more
 def main(argv=None):
-    with stop_report() as run:  # a user's error, Ctrl-C or kill ends the run with one line
+    with stop_report():  # a user's error, Ctrl-C or kill: one line, and an exit status
         args = parse_args(argv)  # the flags, checked; their defaults are the settings above
         lines, too_long, names_sha256 = read_names(args.input)  # lower-cased, every line checked
         names = list(dict.fromkeys(lines))  # each name once: held out means never trained on
-        rng = random.Random(args.seed)
+        rng = random.Random(args.seed)  # the run's one generator, from here to the last sample
         train_names, heldout_names = split(names, rng)
         tok = Tokenizer(names)
         length_probs = length_model(train_names)
         state_dict = init_params(tok.vocab_size, rng)
-        template = check_flags(args, tok)  # the samples' first canvas; a bad flag fails now
-        print(f"names: {len(names):,} ({count(len(lines) - len(names), 'repeated line')} dropped): "
-              f"{len(train_names):,} for training, {len(heldout_names):,} held out")
-        if too_long:
-            print(f"skipped {count(too_long, 'name')} longer than {max_letters} characters")
-        print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
-        print(f"parameters: {len(parameters(state_dict)):,}")
-        with worker_processes(args.workers, tok) as workers:  # None: one process does it all
-            if args.load:  # the weights, the lengths and the generator as training left them
+        template = check_flags(args, tok)  # a bad flag fails now, if at all
+        print_counts(lines, names, too_long, train_names, heldout_names, tok, state_dict)
+        with worker_map(args.workers, tok, state_dict) as map_:  # the built-in map, or a pool's
+            if args.load:  # the weights, lengths and generator as a --save left them
                 length_probs = load_model(args, tok, names_sha256, state_dict, rng)
             else:
-                gc.disable()  # no graph holds a cycle: the cycle collector only slows training
-                optimizer = Adam(parameters(state_dict))
-                losses, start = [], time.time()
-                for step in range(1, args.num_steps + 1):
-                    run.where = f"at training step {step} of {args.num_steps}"
-                    first = (step - 1) * args.batch_size  # read in order, round and round
-                    cleans = [tok.encode(train_names[(first + b) % len(train_names)])
-                              for b in range(args.batch_size)]
-                    batch = [(clean, corrupt(clean, noise_level(rng), tok, rng))
-                             for clean in cleans]  # each name at a noise level of its own
-                    if workers and len(batch) > 1:  # the same (loss, gradient) pairs, in order
-                        results = workers.gradients(state_dict, batch)
-                    else:  # each name's graph, and backward() through it
-                        results = [name_gradient(clean, noisy, tok, state_dict)
-                                   for clean, noisy in batch]
-                    # the batch's loss is the mean of its names' losses, so its gradient is the
-                    # mean of theirs, added in batch order: the same digits for any workers
-                    loss = sum(name_loss for name_loss, _ in results) / len(batch)
-                    if not math.isfinite(loss):
-                        raise UserError(f"the loss became {loss} at step {step}; training stopped")
-                    grad = [sum(g) / len(batch) for g in zip(*(g for _, g in results))]
-                    optimizer.step(grad, learning_rate * (1 - (step - 1) / args.num_steps))
-                    if step % 10 == 0:
-                        gc.collect()  # PyPy, with no reference counting, frees nothing without it
-                    losses.append(loss)
-                    if step == 1 or step % 100 == 0 or step == args.num_steps:
-                        print(progress_line(step, args.num_steps, losses, start), flush=True)
-                if args.save:
-                    save_model(args, tok, state_dict, length_probs, rng, names_sha256)
-                    run.saved = args.save
+                train(state_dict, train_names, tok, length_probs, rng, args.num_steps,
+                      args.batch_size, map_)
+            if args.save:
+                save_model(args, tok, state_dict, length_probs, rng, names_sha256)
             weights = as_floats(state_dict)  # plain floats from here on: no graph to build
-            if args.score:  # instead of the NELBO and the samples: how likely each name is
-                run.where = "while scoring"
+            if args.score:  # how likely each name is, instead of the NELBO and the samples
                 return print_scores(args.score, tok, weights, length_probs)
             eval_names = heldout_names[:args.eval_names]  # none, if fewer than 10 names
-            if eval_names:
-                run.where = "during the held-out evaluation"
-                eval_rng = random.Random(args.seed + 1)  # its own generator: the samples stay
-                eval_masks = [random_order_masks(name, eval_rng) for name in eval_names]
-                if workers:  # the same bounds, computed by the worker processes
-                    bounds = workers.nelbos(weights, length_probs, eval_names, eval_masks)
-                else:
-                    bounds = [nelbo(name, masks, tok, weights, length_probs)
-                              for name, masks in zip(eval_names, eval_masks)]
-                per_char, stderr = per_character(bounds, eval_names)
-                baseline = context_free_nll(train_names, eval_names, tok, length_probs)
-                print(f"held-out NELBO: {per_char:.3f}" + (f" ± {stderr:.3f}" if stderr else "") +
-                      f" nats/char on {count(len(eval_names), 'name')} never trained on "
-                      f"({baseline:.3f} without context)")
-        if args.num_samples:
-            run.where = "while sampling"
-            trained_on = set(train_names[:args.num_steps * args.batch_size])  # read in order
-            print(f"--- {count(args.num_samples, 'sample')} ({args.sampler} sampler, "
-                  f"{args.denoise_steps} denoising steps) ---")
-            marks, traces, real_names = [], [], set(names)
-            for n in range(1, args.num_samples + 1):
-                name, trace = sample(tok, weights, length_probs, rng, args.denoise_steps,
-                                     args.sampler, template)
-                traces.append(trace)
-                marks.append('trained on' if name in trained_on else
-                             'real, never trained on' if name in real_names else '')
-                print(f"sample {n:2d}: {name}" + (f"  ({marks[-1]})" if marks[-1] else ''))
-            print(f"{marks.count('')} new, {marks.count('trained on')} the model was trained on, "
-                  f"{count(marks.count('real, never trained on'), 'real name')} it never saw")
-            if args.trace:
-                print_trace(traces[0], tok)
+            if eval_names:  # with a generator of its own, so that the samples stay the same
+                per_char, bounds = heldout_nelbo(eval_names, tok, weights, length_probs,
+                                                 random.Random(args.seed + 1), map_)
+                print_nelbo(per_char, bounds, eval_names, train_names, tok, length_probs)
+        samples = [sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler,
+                          template) for _ in range(args.num_samples)]
+        print_samples(samples, args, train_names, names, tok)
 
 # ---------------------------------------------------------------------------------------------
 # That is the whole algorithm, and the program that runs it. The rest of the file is the
@@ -454,29 +430,50 @@ def main(argv=None):
 import argparse            # the command line
 import concurrent.futures  # a pool of worker processes that share out each step's names
 import contextlib          # contextlib.contextmanager: a stop report and a pool that always end
+import gc                  # gc.disable: CPython's cycle collector, paused while graphs are built
 import hashlib             # hashlib.sha256: ties a saved model to its names file
 import itertools           # itertools.combinations: every set of hidden letters, for --score
 import json                # a saved model is one JSON file
-import multiprocessing     # parent_process(): a worker sees when the main process has gone
+import multiprocessing     # parent_process(), active_children(): workers never outlive the run
 import os                  # paths, and os.replace: a file is written whole or not at all
 import signal              # Ctrl-C and SIGTERM are the main process's to handle
 import sys                 # sys.stderr, sys.exit, sys.implementation
 import tempfile            # a model is first written to a temporary file
 import threading           # the thread in each worker that watches the main process
-import types               # types.SimpleNamespace: where the run is, for the stop report
+import traceback           # traceback.walk_tb: where a stop found the run
 
 class UserError(Exception): pass  # something the user can fix: one line, exit status 1
 class Terminated(BaseException): pass  # SIGTERM: a stop, as Ctrl-C's KeyboardInterrupt is
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAX_INPUT_BYTES = 64 * 2 ** 20  # makemore's names are 0.2 MiB
+MAX_WEIGHT = 1000.0             # a trained weight is a few units at most
+MAX_BATCH = 1000                # names a step: each name's gradient is 6,848 floats
+
 def count(n, noun):  # '1 name', '2 names'
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
-# What the program prints: the progress line, the baseline beside the NELBO, the scores
-def progress_line(step, n_steps, losses, start):
-    elapsed, recent = time.time() - start, losses[-100:]
-    return (f"step {step:5d} / {n_steps} | loss {losses[-1]:.4f} | mean of last {len(recent):3d} "
-            f"{sum(recent) / len(recent):.4f} | {elapsed:5.1f}s elapsed | "
-            f"{elapsed / step * (n_steps - step):5.1f}s left")
+# What the program prints: the counts, the NELBO beside a baseline, the samples, the scores
+def print_counts(lines, names, too_long, train_names, heldout_names, tok, state_dict):
+    print(f"names: {len(names):,} ({count(len(lines) - len(names), 'repeated line')} dropped): "
+          f"{len(train_names):,} for training, {len(heldout_names):,} held out")
+    if too_long:
+        print(f"skipped {count(too_long, 'name')} longer than {max_letters} characters")
+    print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
+    print(f"parameters: {len(parameters(state_dict)):,}")
+
+def print_nelbo(per_char, bounds, names, train_names, tok, length_probs):  # and a baseline
+    stderr = nelbo_stderr(per_char, bounds, names)
+    baseline = context_free_nll(train_names, names, tok, length_probs)
+    print(f"held-out NELBO: {per_char:.3f}" + (f" ± {stderr:.3f}" if len(names) > 1 else "") +
+          f" nats/char on {count(len(names), 'name')} never trained on "
+          f"({baseline:.3f} without context)")
+
+def nelbo_stderr(per_char, bounds, names):  # the delta method, for a ratio of two means
+    n_chars = [len(name) + 1 for name in names]
+    residuals = [bound - per_char * n for bound, n in zip(bounds, n_chars)]
+    variance = sum(r * r for r in residuals) / max(1, len(residuals) - 1)
+    return math.sqrt(variance / len(residuals)) / (sum(n_chars) / len(n_chars))
 
 def context_free_nll(train_names, test_names, tok, length_probs):
     """The baseline: the same length model, then one letter distribution per position, counted
@@ -492,6 +489,30 @@ def context_free_nll(train_names, test_names, tok, length_probs):
             nll -= math.log(counts[pos][tok.stoi[ch]] / sum(counts[pos]))
     return nll / sum(len(name) + 1 for name in test_names)
 
+def print_samples(samples, args, train_names, names, tok):
+    """Each (name, trace) as it comes, marked if it is a real name (one that training read, or
+    one it never saw); then the counts, and with --trace how the first one emerged."""
+    if not args.num_samples:
+        return
+    trained_on = set(train_names[:args.num_steps * args.batch_size])  # read in order
+    print(f"--- {count(args.num_samples, 'sample')} ({args.sampler} sampler, "
+          f"{args.denoise_steps} denoising steps) ---")
+    marks, real_names = [], set(names)
+    for n, (name, trace) in enumerate(samples, 1):
+        if n == 1:
+            first_trace = trace
+        marks.append('trained on' if name in trained_on else
+                     'real, never trained on' if name in real_names else '')
+        print(f"sample {n:2d}: {name}" + (f"  ({marks[-1]})" if marks[-1] else ''))
+    print(f"{marks.count('')} new, {marks.count('trained on')} the model was trained on, "
+          f"{count(marks.count('real, never trained on'), 'real name')} it never saw")
+    if args.trace:
+        print("--- how sample 1 emerged ('_' is MASK, '.' is END; t after each step) ---\n"
+              " step      t  temp  canvas")
+        for step, t, temperature, canvas in first_trace:
+            temp = '    -' if temperature is None else f"{temperature:5.2f}"
+            print(f"{step:5d}  {t:.3f} {temp}  {tok.decode(canvas)}.")
+
 def score(name, tok, weights, length_probs):
     """The bound on -log p(name) averaged over every order of revealing its letters, in its two
     parts: -log p(L), and c_1 + ... + c_L, each c_k the mean loss over every set of k hidden
@@ -506,13 +527,6 @@ def score(name, tok, weights, length_probs):
                             for masked in hidden_sets) / len(hidden_sets)
     return -math.log(length_probs[len(name)]), letters_nats
 
-def print_trace(trace, tok):  # --trace: the canvas after each step that changed it
-    print("--- how sample 1 emerged ('_' is MASK, '.' is END; t after each step) ---\n"
-          " step      t  temp  canvas")
-    for step, t, temperature, canvas in trace:
-        temp = '    -' if temperature is None else f"{temperature:5.2f}"
-        print(f"{step:5d}  {t:.3f} {temp}  {tok.decode(canvas)}.")
-
 def print_scores(names, tok, weights, length_probs):  # --score
     print("--- -log p(name) <= the length's nats + the letters', over every order ---")
     for name in names:
@@ -521,35 +535,66 @@ def print_scores(names, tok, weights, length_probs):  # --score
         print(f"{name:>15}: {nats:6.2f} = {length_nats:5.2f} + {letters_nats:5.2f}, "
               f"{nats / (len(name) + 1):.2f} per character")
 
+# Stops: one line for an error the user can fix, for Ctrl-C and for SIGTERM, however many come
+saved_to = []  # where save_model wrote the model, for the last line
+STAGES = {'start_workers': 'while starting worker processes', 'load_model': 'while loading',
+          'save_model': 'while saving', 'heldout_nelbo': 'during the held-out evaluation',
+          'print_scores': 'while scoring', 'sample': 'while sampling'}
+
+def stage(trace_back):  # the outermost stage of the program that the stop found running
+    for frame, _ in traceback.walk_tb(trace_back):
+        name, local = frame.f_code.co_name, frame.f_locals
+        if name == 'train':
+            return f" at training step {local.get('step', 0)} of {local['n_steps']}"
+        if name in STAGES:
+            return ' ' + STAGES[name]
+    return ''
+
 @contextlib.contextmanager
 def stop_report():
-    """The program runs inside this. An error the user can fix, Ctrl-C or SIGTERM ends it with
-    one line that says where it was and what it wrote, and exit status 1, 130 or 143."""
-    run = types.SimpleNamespace(where="before training", saved=None)
-    def terminate(signum, frame):
-        raise Terminated
-    signal.signal(signal.SIGTERM, terminate)
+    """The program runs inside this. An error the user can fix ends it with one line that says
+    what is wrong; the first Ctrl-C or SIGTERM with one line that says where the run was (any
+    more are ignored). Each says where the model was saved, if it was; exit status 1, 130, 143."""
+    def stop(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    if handlers[0] is signal.default_int_handler:  # a run started ignoring Ctrl-C goes on so
+        signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    saved_to.clear()
     try:
-        yield run
-    except UserError as err:
-        print(f"microdiffusion.py: error: {err}", file=sys.stderr)
+        yield
+    except (UserError, FloatingPointError) as err:
+        saved = f"; the model was saved to {saved_to[0]}" if saved_to else ""
+        print(f"microdiffusion.py: error: {err}{saved}", file=sys.stderr)
         sys.exit(1)
-    except (KeyboardInterrupt, Terminated) as stop:
-        how = 'terminated' if isinstance(stop, Terminated) else 'interrupted'
-        wrote = f"the model was saved to {run.saved}" if run.saved else "nothing was written"
-        print(f"microdiffusion.py: {how} {run.where}; {wrote}", file=sys.stderr)
-        sys.exit(143 if isinstance(stop, Terminated) else 130)
+    except (KeyboardInterrupt, Terminated) as err:
+        how = 'terminated' if isinstance(err, Terminated) else 'interrupted'
+        wrote = f"the model was saved to {saved_to[0]}" if saved_to else "nothing was written"
+        print(f"microdiffusion.py: {how}{stage(err.__traceback__)}; {wrote}", file=sys.stderr)
+        sys.exit(143 if isinstance(err, Terminated) else 130)  # the signals stay ignored
     except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    signal.signal(signal.SIGINT, handlers[0])
+    signal.signal(signal.SIGTERM, handlers[1])
 
 # The command line
-def whole_number(minimum):  # an argparse type: a whole number no smaller than minimum
+def whole_number(minimum, maximum=None):  # an argparse type: a whole number in a range
     def parse(text):
-        if not text.strip().lstrip('-').isdigit() or int(text) < minimum:
-            raise argparse.ArgumentTypeError(f"not a whole number >= {minimum}: {text!r}")
+        if not text.strip().lstrip('-').isdigit() or not minimum <= int(text) <= (maximum or
+                                                                               int(text)):
+            raise argparse.ArgumentTypeError(f"not a whole number from {minimum}"
+                                             f"{f' to {maximum:,}' if maximum else ' up'}: {text!r}")
         return int(text)
     return parse
+
+def a_path(text):  # an argparse type: any path but an empty one
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage and then the error
@@ -558,51 +603,70 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_args(argv=None):
     parser = OneLineParser(prog='microdiffusion.py', description=__doc__.split('\n')[1])
     add = parser.add_argument
-    add('--input', metavar='PATH', default='input.txt', help='one name a line; default %(default)s')
+    add('--input', metavar='PATH', type=a_path, help='one name a line; default: input.txt, beside '
+        'this file')
     add('--num-steps', metavar='N', type=whole_number(1), help=f'default {num_steps}')
-    add('--batch-size', metavar='B', type=whole_number(1), help=f'default {batch_size}')
+    add('--batch-size', metavar='B', type=whole_number(1, MAX_BATCH), help=f'default {batch_size}')
     add('--workers', metavar='N', type=whole_number(1), help='default: one per core; PyPy: 1')
     add('--seed', metavar='N', type=int, default=seed, help=f'default {seed}')
-    add('--eval-names', metavar='N', type=whole_number(0), default=n_heldout,
+    add('--eval-names', metavar='N', type=whole_number(0),
         help=f'held-out names the NELBO is measured on (default {n_heldout}; 0 skips it)')
-    add('--num-samples', metavar='N', type=whole_number(0), default=num_samples,
-        help='default %(default)s')
-    add('--denoise-steps', metavar='N', type=whole_number(1), default=denoise_steps,
-        help='default %(default)s')
-    add('--sampler', choices=SAMPLERS, default='confidence', help='default confidence')
-    add('--template', metavar='T', default='_*', help="e.g. ma*: '_' a letter, '*' any more")
+    add('--num-samples', metavar='N', type=whole_number(0), help=f'default {num_samples}')
+    add('--denoise-steps', metavar='N', type=whole_number(1), help=f'default {denoise_steps}')
+    add('--sampler', choices=SAMPLERS, help='default confidence')
+    add('--template', metavar='T', help="e.g. ma*: '_' a letter, '*' any more")
     add('--trace', action='store_true', help='print how the first name emerged, step by step')
     add('--score', metavar='NAME', nargs='+', help='print bounds on -log p(NAME), not samples')
-    add('--save', metavar='PATH', help='save the model after training (a JSON file)')
-    add('--load', metavar='PATH', help='load a saved model instead of training')
+    add('--save', metavar='PATH', type=a_path, help='save the model after training (JSON)')
+    add('--load', metavar='PATH', type=a_path, help='load a saved model instead of training')
     args = parser.parse_args(argv)
-    if args.load and (args.num_steps or args.batch_size or args.save):
-        raise UserError("--num-steps, --batch-size and --save are about training, and --load "
-                        "does not train; leave them out")
-    args.num_steps, args.batch_size = args.num_steps or num_steps, args.batch_size or batch_size
-    args.workers = args.workers or (1 if sys.implementation.name == 'pypy' else os.cpu_count() or 1)
+    for flag, does, others in (('load', 'does not train', ('num_steps', 'batch_size', 'save')),
+                               ('score', 'prints scores, not samples', ('eval_names', 'trace',
+                                'num_samples', 'denoise_steps', 'sampler', 'template'))):
+        given = [f"--{name.replace('_', '-')}" for name in others
+                 if getattr(args, name) not in (None, False)]
+        if getattr(args, flag) and given:
+            raise UserError(f"--{flag} {does}: leave out {' and '.join(given)}")
+    cores = os.cpu_count() or 1
+    if args.workers and args.workers > cores:
+        print(f"microdiffusion.py: note: {args.workers} workers on {count(cores, 'core')}: "
+              f"{cores} would do as well; starting {cores}", file=sys.stderr)
+    defaults = dict(input=os.path.join(HERE, 'input.txt'), num_steps=num_steps,
+                    batch_size=batch_size, eval_names=n_heldout, num_samples=num_samples,
+                    denoise_steps=denoise_steps, sampler='confidence',
+                    workers=1 if sys.implementation.name == 'pypy' else cores)
+    for name, value in defaults.items():
+        setattr(args, name, value if getattr(args, name) is None else getattr(args, name))
+    args.workers = min(args.workers, cores)
     return args
 
 # The names file, and the flags that need its vocabulary, all checked
 def read_names(path):
-    """One name per line: spaces stripped, lower-cased, blank lines and names longer than
-    max_letters skipped (and counted). Returns the names, that count and the file's SHA-256."""
+    """One name per line: spaces around it stripped, lower-cased, blank lines and names longer
+    than max_letters skipped (and counted). Returns the names, that count, the file's SHA-256."""
     try:
         with open(path, 'rb') as f:
-            raw = f.read()
+            raw = f.read(MAX_INPUT_BYTES + 1)
         text = raw.decode('utf-8-sig')  # -sig: a byte-order mark (Windows) is dropped
     except OSError as err:  # missing, a directory, not allowed...
-        if path == 'input.txt' and isinstance(err, FileNotFoundError):  # it comes with the code
-            raise UserError("input.txt is missing: `git checkout input.txt` brings it back; or "
-                            "pass --input PATH") from None
+        if path == os.path.join(HERE, 'input.txt') and isinstance(err, FileNotFoundError):
+            raise UserError(f"input.txt is missing from {HERE}: `git checkout input.txt` brings "
+                            f"it back; or pass --input PATH") from None
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
+    if len(raw) > MAX_INPUT_BYTES:
+        raise UserError(f"{path} is over {MAX_INPUT_BYTES // 2 ** 20} MiB; give one name a line")
     names, too_long = [], 0
     for line_number, line in enumerate(text.splitlines(), 1):
         name = line.strip().lower()
-        if not name.isprintable():
-            raise UserError(f"{path} line {line_number} holds a control character")
+        odd = [ch for ch in name if not ch.isprintable() or ch in '_*.']
+        if odd:
+            what = ("a mark the templates and traces use ('_' MASK, '.' END, '*' more letters)"
+                    if odd[0] in '_*.' else 'a space other than " "' if odd[0].isspace()
+                    else 'a control character')
+            raise UserError(f"{path} line {line_number} holds {odd[0]!r} (U+{ord(odd[0]):04X}), "
+                            f"{what}; names cannot hold it")
         if len(name) > max_letters:
             too_long += 1
         elif name:
@@ -613,9 +677,9 @@ def read_names(path):
     return names, too_long, hashlib.sha256(raw).hexdigest()
 
 def check_flags(args, tok):
-    """Checks, before training, the --save path, the names to --score (lower-cased in place)
-    and --template: letters to keep, '_' for a letter to choose, a trailing '*' for any number
-    more. Returns the template as sample() takes it: (tokens, open_ended)."""
+    """Checks, before training, the --save path, the names to --score
+    (lower-cased in place) and --template: letters to keep, '_' for a letter to choose, a
+    trailing '*' for any number more. Returns the template as sample() takes it, or None."""
     if args.save:
         check_save_path(args.save)
     for i, name in enumerate(args.score or []):
@@ -626,6 +690,8 @@ def check_flags(args, tok):
                             f"{'is' if len(outside) == 1 else 'are'} not in the vocabulary")
         if not 0 < len(name) <= max_letters:
             raise UserError(f"cannot score {name!r}: a name has 1 to {max_letters} letters")
+    if args.template is None:
+        return None
     open_ended = args.template.endswith('*')
     body = (args.template[:-1] if open_ended else args.template).lower()
     if not 0 < len(body) <= max_letters or any(ch != '_' and ch not in tok.stoi for ch in body):
@@ -634,40 +700,70 @@ def check_flags(args, tok):
     return [tok.MASK if ch == '_' else tok.stoi[ch] for ch in body], open_ended
 
 # Worker processes: each step's names, and the held-out names, shared among the cores
-def start_worker(tok):  # once in each worker: a model whose weights every task sets
-    global worker_tok, worker_state_dict
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGTERM ends a worker, as the pool expects
+class StateDictHere: pass  # in a worker's arguments: its own state dict, with the main's weights
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+def start_worker(vocab_size):  # once in each worker: a model whose weights every task sets
+    global worker_state_dict, worker_params
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and kill are the main process's
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # to handle; SIGTERM ends a worker
+    if hasattr(signal, 'pthread_sigmask'):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked while it started
     threading.Thread(target=exit_with_parent, daemon=True).start()  # however the main ends
     if sys.implementation.name == 'cpython':
-        gc.disable()  # as main() does; PyPy's collector stays on, since nothing here runs it
-    worker_tok, worker_state_dict = tok, init_params(tok.vocab_size, random.Random(0))
+        gc.disable()  # as in the main process
+    worker_state_dict = init_params(vocab_size, random.Random(0))
+    worker_params = parameters(worker_state_dict)
 
 def exit_with_parent():
     multiprocessing.parent_process().join()  # returns once the main process has ended
     os._exit(1)
 
-def worker_gradients(param_data, batch):  # in a worker: each name's (loss, gradient)
-    for p, number in zip(parameters(worker_state_dict), param_data):
+def run_in_worker(fn, param_data, items):  # in a worker: fn on each item, at the main's weights
+    for p, number in zip(worker_params, param_data):
         p.data = number
-    return [name_gradient(clean, noisy, worker_tok, worker_state_dict) for clean, noisy in batch]
+    return [fn(*(worker_state_dict if arg is StateDictHere else arg for arg in item))
+            for item in items]
 
-def worker_nelbos(weights, length_probs, pairs):  # in a worker: each (name, masks)'s NELBO
-    return [nelbo(name, masks, worker_tok, weights, length_probs) for name, masks in pairs]
+def start_workers(pool, n_workers):
+    """Every worker starts now, with Ctrl-C and SIGTERM held until it ignores them: the main
+    process gets them once the workers have started. A slow start says so."""
+    if hasattr(signal, 'pthread_sigmask'):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        started = [pool.submit(int) for _ in range(n_workers)]
+    finally:
+        if hasattr(signal, 'pthread_sigmask'):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if concurrent.futures.wait(started, timeout=2).not_done:
+        print(f"microdiffusion.py: note: starting {n_workers} worker processes is slow",
+              file=sys.stderr)
+    for future in started:
+        future.result()  # one that cannot start fails here
 
-class Workers:  # a pool of processes, started once, that share out a task's items in order
-    def __init__(self, n_workers, tok):
-        self.n_workers = n_workers
+class Workers:
+    """A pool of processes, started once, whose map is the built-in's: the same results, in the
+    same order. The state dict among the arguments goes as its weights, to each worker's own."""
+    def __init__(self, n_workers, vocab_size, state_dict):
+        self.n_workers, self.state_dict = n_workers, state_dict
+        self.params = parameters(state_dict)
         self.pool = concurrent.futures.ProcessPoolExecutor(n_workers, initializer=start_worker,
-                                                           initargs=(tok,))
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main's to handle:
-        started = self.pool.map(int, range(n_workers))  # every worker starts now, ignoring it
-        signal.signal(signal.SIGINT, handler)
-        list(started)  # one that cannot start fails here
-
-    def share(self, task, items, *fixed, size=None):  # runs of `size` consecutive items
-        size = size or -(-len(items) // self.n_workers)  # by default one run per worker
+                                                           initargs=(vocab_size,))
         try:
-            futures = [self.pool.submit(task, *fixed, items[i:i + size])
+            start_workers(self.pool, n_workers)
+        except BaseException:
+            self.close(at_once=True)
+            raise
+
+    def map(self, fn, *iterables):  # tasks of at most 20 items: a stop waits little
+        if len(iterables[0]) < 2:  # one item is not worth sending
+            return list(map(fn, *iterables))
+        items = [tuple(StateDictHere if arg is self.state_dict else arg for arg in item)
+                 for item in zip(*iterables)]
+        size = min(20, -(-len(items) // self.n_workers))
+        param_data = [p.data for p in self.params]
+        try:
+            futures = [self.pool.submit(run_in_worker, fn, param_data, items[i:i + size])
                        for i in range(0, len(items), size)]
             return [answer for future in futures for answer in future.result()]
         except concurrent.futures.BrokenExecutor:
@@ -675,28 +771,40 @@ class Workers:  # a pool of processes, started once, that share out a task's ite
         except Exception as err:  # raised in a worker, and passed on
             raise UserError(f"a worker process failed: {type(err).__name__}: {err}") from None
 
-    def gradients(self, state_dict, batch):  # each name's (loss, gradient), in batch order
-        return self.share(worker_gradients, batch, [p.data for p in parameters(state_dict)])
-
-    def nelbos(self, weights, length_probs, names, masks):  # tasks of 20: a stop waits little
-        return self.share(worker_nelbos, list(zip(names, masks)), weights, length_probs, size=20)
+    def close(self, at_once=False):  # at once: a stop or an error ends the workers unfinished
+        if at_once:
+            for child in multiprocessing.active_children():
+                child.terminate()
+        self.pool.shutdown(cancel_futures=True)
 
 @contextlib.contextmanager
-def worker_processes(n_workers, tok):
-    """Workers for the run, or None (one process, the same digits); they end with the run."""
+def worker_map(n_workers, tok, state_dict):
+    """The run's map: the built-in, or with more than one worker a pool's, which gives the same
+    results (so the same digits). Meanwhile, on CPython, the cycle collector is paused: no graph
+    holds a cycle, so reference counting frees them all, and the collector only slows."""
+    collecting = gc.isenabled()
+    if sys.implementation.name == 'cpython':
+        gc.disable()
     workers = None
     if n_workers > 1:
         try:
-            workers = Workers(n_workers, tok)
+            workers = Workers(n_workers, tok.vocab_size, state_dict)
         except (OSError, ImportError, NotImplementedError,
                 concurrent.futures.BrokenExecutor) as err:
             print(f"microdiffusion.py: note: cannot start worker processes ({err}); running in "
                   f"one process, with the same result", file=sys.stderr)
     try:
-        yield workers
-    finally:
+        yield workers.map if workers else map
+    except BaseException:
         if workers:
-            workers.pool.shutdown(cancel_futures=True)
+            workers.close(at_once=True)
+        raise
+    else:
+        if workers:
+            workers.close()
+    finally:
+        if collecting:
+            gc.enable()
 
 # Checkpoints: train once with --save, sample as often as you like with --load
 MODEL_FORMAT, MODEL_VERSION = 'microdiffusion-model', 1
@@ -710,12 +818,20 @@ def is_saved_model(path):
     except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object
         return False
 
+def temporary_beside(path):  # an empty file in path's folder, named after it: (fd, its path)
+    return tempfile.mkstemp(prefix=f'.{os.path.basename(path)}-', suffix='.tmp',
+                            dir=os.path.dirname(os.path.abspath(path)))
+
 def check_save_path(path):  # fails now, not after training; --save replaces only a saved model
+    if os.path.isdir(path) or path.endswith(('/', os.sep)):
+        raise UserError(f"cannot save the model as {path}: it is a folder; name a file in it")
     if os.path.exists(path) and not is_saved_model(path):
         raise UserError(f"cannot save the model as {path}: it is there already and is not a "
                         f"saved model (--save replaces only those); choose another path")
-    try:  # can a file be made in that folder?
-        tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(path))).close()
+    try:  # the very file save_model will write first, then rename: a name too long fails here
+        fd, tmp_path = temporary_beside(path)
+        os.close(fd)
+        os.unlink(tmp_path)
     except OSError as err:
         raise UserError(f"cannot save the model as {path}: {err.strerror or err}") from None
 
@@ -726,8 +842,7 @@ def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one J
              'learning_rate': learning_rate, 'length_probs': length_probs,
              'state_dict': as_floats(state_dict), 'rng_state': rng.getstate()}
     try:  # written beside its path, then renamed onto it: the file is whole, or not there
-        fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(args.save)}-', suffix='.tmp',
-                                        dir=os.path.dirname(os.path.abspath(args.save)))
+        fd, tmp_path = temporary_beside(args.save)
         try:
             umask = os.umask(0)  # read it, and put it back: the file gets a new file's usual mode
             os.umask(umask)
@@ -741,6 +856,7 @@ def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one J
     except OSError as err:
         raise UserError(f"cannot save the model as {args.save}: {err.strerror or err}; "
                         f"nothing was written") from None
+    saved_to.append(args.save)
     print(f"saved the model to {args.save} ({os.path.getsize(args.save) / 1024:,.0f} KiB)")
 
 def load_model(args, tok, names_sha256, state_dict, rng):
@@ -748,6 +864,8 @@ def load_model(args, tok, names_sha256, state_dict, rng):
     state into rng and its training's steps and batch size into args; return its length model."""
     def bad(why):
         return UserError(f"{args.load} is not a usable model: {why}")
+    def whole(x, low):  # a JSON whole number, no smaller than low
+        return isinstance(x, int) and not isinstance(x, bool) and x >= low
     try:
         with open(args.load, encoding='utf-8') as f:
             model = json.load(f)
@@ -766,18 +884,26 @@ def load_model(args, tok, names_sha256, state_dict, rng):
                           ('vocabulary', ''.join(tok.chars))):
         if model.get(key) != expected:
             raise bad(f"its {key}: {model.get(key)!r}, where this run has {expected!r}")
+    steps, names_a_step, lr = (model.get(key) for key in ('num_steps', 'batch_size',
+                                                          'learning_rate'))
+    if not whole(steps, 1) or not whole(names_a_step, 1):
+        raise bad(f"its num_steps {steps!r} and batch_size {names_a_step!r} are not both >= 1")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise bad(f"its learning_rate {lr!r} is not a positive number")
     try:
-        length_probs = [float(p) for p in model['length_probs']]
         version, internal_state, gauss_next = model['rng_state']
         rng_state = (version, tuple(internal_state), gauss_next)
         random.Random().setstate(rng_state)  # raises if the state is malformed
-        steps, names_a_step, lr = (int(model['num_steps']), int(model['batch_size']),
-                                   float(model['learning_rate']))
-        saved = model['state_dict']
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise bad(f"a field is missing or malformed ({type(err).__name__}: {err})") from None
-    if len(length_probs) != max_letters + 1 or not all(0 < p < 1 for p in length_probs[1:]):
-        raise bad(f"its length model is not a probability for each length 1..{max_letters}")
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
+        raise bad(f"its rng_state does not load ({type(err).__name__}: {err})") from None
+    length_probs = model.get('length_probs')
+    if not (isinstance(length_probs, list) and len(length_probs) == max_letters + 1 and
+            all(isinstance(p, (int, float)) and 0 <= p < 1 for p in length_probs) and
+            length_probs[0] == 0 and all(length_probs[1:]) and
+            abs(sum(length_probs) - 1) < 1e-9):
+        raise bad(f"its length_probs are not a distribution over the lengths 1..{max_letters}, "
+                  f"each likely")
+    saved = model.get('state_dict')
     if not isinstance(saved, dict) or set(saved) != set(state_dict):
         raise bad(f"its weights are not the matrices {', '.join(state_dict)}")
     for name, matrix in state_dict.items():
@@ -787,13 +913,15 @@ def load_model(args, tok, names_sha256, state_dict, rng):
             raise bad(f"weight matrix {name} is not {len(matrix)} x {len(matrix[0])}")
         for row, saved_row in zip(matrix, rows):
             for p, w in zip(row, saved_row):
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-                    raise bad(f"weight matrix {name} holds {w!r}, not a finite number")
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not (
+                        abs(w) <= MAX_WEIGHT):
+                    raise bad(f"weight matrix {name} holds {w!r}, not a number of size at most "
+                              f"{MAX_WEIGHT:g}")
                 p.data = float(w)
     rng.setstate(rng_state)  # the generator as training left it: the same names follow
     args.num_steps, args.batch_size = steps, names_a_step
     print(f"loaded {args.load}: {steps:,} steps of {names_a_step} names, learning rate {lr:g}")
-    return length_probs
+    return [float(p) for p in length_probs]
 
 if __name__ == '__main__':
     main()

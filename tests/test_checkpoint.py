@@ -118,14 +118,22 @@ class TestSaveAndLoad(Folder):
             self.edited('vocab.json', lambda m: m.update(vocabulary='abc')): "its vocabulary: 'abc'",
             self.edited('shape.json', lambda m: m['state_dict']['wpe'].pop()): 'wpe is not 16 x 16',
             self.edited('ragged.json', lambda m: m['state_dict']['wte'][2].pop()): 'wte is not',
-            self.edited('nan.json', set_weight(float('nan'))): 'holds nan, not a finite number',
-            self.edited('inf.json', set_weight(float('inf'))): 'holds inf, not a finite number',
-            self.edited('text.json', set_weight('0.1')): "holds '0.1', not a finite number",
+            self.edited('nan.json', set_weight(float('nan'))): 'layer1.mlp_fc2 holds nan, not a number of size',
+            self.edited('inf.json', set_weight(float('inf'))): 'holds inf, not a number of size at most 1000',
+            self.edited('huge.json', set_weight(1e300)): 'holds 1e+300, not a number of size at most 1000',
+            self.edited('text.json', set_weight('0.1')): "holds '0.1', not a number of size",
             self.edited('nomatrix.json', lambda m: m['state_dict'].pop('wte')): 'its weights are not the matrices',
-            self.edited('norng.json', lambda m: m.pop('rng_state')): 'a field is missing or malformed',
-            self.edited('badrng.json', lambda m: m.update(rng_state=[3, [1, 2], None])): 'a field is missing or malformed',
-            self.edited('lengths.json', lambda m: m['length_probs'].pop()): 'its length model',
-            self.edited('zerolength.json', lambda m: m['length_probs'].__setitem__(3, 0.0)): 'its length model',
+            self.edited('norng.json', lambda m: m.pop('rng_state')): 'its rng_state does not load',
+            self.edited('badrng.json', lambda m: m.update(rng_state=[3, [1, 2], None])): 'its rng_state does not load',
+            self.edited('negrng.json', lambda m: m['rng_state'][1].__setitem__(0, -1)): 'its rng_state does not load',
+            self.edited('lengths.json', lambda m: m['length_probs'].pop()): 'its length_probs are not a distribution',
+            self.edited('zerolength.json', lambda m: m['length_probs'].__setitem__(3, 0.0)): 'its length_probs',
+            self.edited('sum.json', lambda m: m.update(length_probs=[0.0] + [0.9] * 15)): 'its length_probs',
+            self.edited('steps.json', lambda m: m.update(num_steps=-3)): 'its num_steps -3 and batch_size',
+            self.edited('batch.json', lambda m: m.update(batch_size=0)): 'and batch_size 0 are not both >= 1',
+            self.edited('fsteps.json', lambda m: m.update(num_steps=2.5)): 'its num_steps 2.5',
+            self.edited('lr.json', lambda m: m.update(learning_rate='nan')): "its learning_rate 'nan' is not",
+            self.edited('lrinf.json', lambda m: m.update(learning_rate=float('inf'))): 'its learning_rate inf',
         }
         for path, expect in cases.items():
             with self.subTest(checkpoint=path):
@@ -137,11 +145,14 @@ class TestSaveAndLoad(Folder):
         self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], expect='pass --seed 42')
         for flag in (['--num-steps', '5'], ['--batch-size', '2'], ['--save', 'again.json']):
             with self.subTest(flag=flag):
-                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag, expect='are about training')
+                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag,
+                                          expect=f'--load does not train: leave out {flag[0]}')
 
     def test_a_save_path_that_cannot_be_written_fails_before_training(self):
         os.mkdir(os.path.join(self.folder, 'adir'))
-        for path, expect in (('adir', 'is not a saved model'), ('nowhere/model.json', 'No such file or directory')):
+        for path, expect in (('adir', 'it is a folder'), ('newdir/', 'it is a folder'),
+                             ('nowhere/model.json', 'No such file or directory'),
+                             ('m' * 250 + '.json', 'File name too long')):
             with self.subTest(path=path):
                 result = self.assert_fails_cleanly(TRAIN + ['--save', path], expect=expect)
                 self.assertNotIn('step ', result.stdout)  # no training was spent

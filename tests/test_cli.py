@@ -79,7 +79,7 @@ def main_in(folder, args):
 
 
 def without_times(stdout):
-    return re.sub(r'\|[^|]*elapsed \|[^|]*left', '', stdout)
+    return re.sub(r'\|[^|]*s left \|', '', stdout)
 
 
 class Folder(unittest.TestCase):
@@ -177,7 +177,7 @@ class TestEndToEnd(Folder):
         self.assertRegex(result.stdout, r'\nheld-out NELBO: \d\.\d{3} nats/char on 1 name never trained on \(')
         self.assertIn('--- 1 sample (confidence sampler, 64 denoising steps) ---', result.stdout)
         text = ' '.join(run_script(['--help'], self.folder).stdout.split())  # unwrapped
-        for default in ('default input.txt', 'default 1075', 'default 8', 'default 42', 'default 1000',
+        for default in ('default: input.txt, beside this file', 'default 1075', 'default 8', 'default 42', 'default 1000',
                         'default 20', 'default 64', 'default confidence'):
             self.assertIn(default, text)
 
@@ -273,6 +273,10 @@ class TestBadInput(Folder):
         self.write('names.gz', gzip.compress('\n'.join(NAMES).encode()))
         self.write('latin1.txt', 'zoë\nmia\n'.encode('latin-1'))
         self.write('control.txt', 'anna\nbo\x00b\n')
+        self.write('nbsp.txt', 'mary\xa0ann\nbob\n')
+        self.write('underscore.txt', 'anna\nmary_ann\n')
+        self.write('star.txt', 'star*\n')
+        self.write('dot.txt', 'st. john\n')
         self.write('toolong.txt', 'a' * 16 + '\n' + 'b' * 20 + '\n')
         os.mkdir(os.path.join(self.folder, 'adir'))
         cases = {
@@ -283,7 +287,12 @@ class TestBadInput(Folder):
             'random.bin': 'is not UTF-8 text',
             'names.gz': 'is not UTF-8 text',
             'latin1.txt': 'is not UTF-8 text',
-            'control.txt': 'line 2 holds a control character',
+            'control.txt': "line 2 holds '\\x00' (U+0000), a control character",
+            'nbsp.txt': "line 1 holds '\\xa0' (U+00A0), a space other than",
+            'underscore.txt': "line 2 holds '_' (U+005F), a mark the templates and traces use",
+            'star.txt': "line 1 holds '*' (U+002A), a mark",
+            'dot.txt': "line 1 holds '.' (U+002E), a mark",
+            '/dev/zero': 'is over 64 MiB',
             'toolong.txt': '2 longer than 15 characters',
         }
         for path, expect in cases.items():
@@ -302,9 +311,24 @@ class TestBadInput(Folder):
         for flags in (['--num-steps', '0'], ['--num-steps', '-3'], ['--num-steps', 'many'], ['--num-steps', '2.5'],
                       ['--num-samples', '-1'], ['--denoise-steps', '0'], ['--eval-names', 'x'],
                       ['--seed', 'abc'], ['--sampler', 'greedy'], ['--bogus'], ['--batch-size', '0'],
-                      ['--batch-size', 'x'], ['--workers', '0'], ['--workers', '-2'], ['--save'], ['--load']):
+                      ['--batch-size', 'x'], ['--workers', '0'], ['--workers', '-2'], ['--save'], ['--load'],
+                      ['--batch-size', '1001'], ['--batch-size', '1000000000'], ['--save', ''],
+                      ['--load', ''], ['--input', '']):
             with self.subTest(flags=flags):
                 self.assert_fails_cleanly(['--input', 'names.txt'] + flags, code=2)
+
+    def test_score_refuses_the_flags_it_would_ignore(self):
+        self.write('names.txt', '\n'.join(NAMES))
+        for flag in (['--template', 'ma*'], ['--num-samples', '3'], ['--trace'], ['--sampler', 'random'],
+                     ['--denoise-steps', '4'], ['--eval-names', '5']):
+            with self.subTest(flag=flag):
+                self.assert_fails_cleanly(['--input', 'names.txt', '--score', 'emma'] + flag,
+                                          expect=f'--score prints scores, not samples: leave out {flag[0]}')
+
+    def test_the_default_names_are_the_ones_beside_the_script(self):
+        result = run_script(['--num-steps', '1', '--eval-names', '0', '--num-samples', '0'], self.folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn('names: 29,494 (2,539 repeated lines dropped)', result.stdout)
 
     def test_ctrl_c_during_training(self):
         self.write('names.txt', '\n'.join(NAMES))
@@ -321,10 +345,11 @@ class TestInProcess(Folder):
     """main() in this process: the names file that comes with the code, and unreadable files."""
 
     def test_a_missing_input_txt_says_how_to_get_it_back(self):
-        code, stdout, stderr = main_in(self.folder, ['--num-steps', '2'])
+        with mock.patch.object(md, 'HERE', self.folder):  # a checkout without input.txt
+            code, stdout, stderr = main_in(self.folder, ['--num-steps', '2'])
         self.assertEqual((code, stdout), (1, ''))
-        self.assertEqual(stderr, 'microdiffusion.py: error: input.txt is missing: `git checkout input.txt` '
-                                 'brings it back; or pass --input PATH\n')
+        self.assertEqual(stderr, f'microdiffusion.py: error: input.txt is missing from {self.folder}: '
+                                 '`git checkout input.txt` brings it back; or pass --input PATH\n')
         self.assertEqual(os.listdir(self.folder), [])
         code, _, stderr = main_in(self.folder, ['--input', 'other.txt'])  # a path of the user's own
         self.assertEqual(stderr, 'microdiffusion.py: error: cannot read other.txt: No such file or directory\n')

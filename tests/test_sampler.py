@@ -36,9 +36,9 @@ def canvases_after_each_step(trace, n_steps):
 
 
 class TestSampler(unittest.TestCase):
-    def run_sampler(self, sampler, template='_*', n_steps=64, seed=1):
+    def run_sampler(self, sampler, template=None, n_steps=64, seed=1):
         return md.sample(TOK, WEIGHTS, LENGTHS, random.Random(seed), n_steps, sampler,
-                         parse_template(template))
+                         template and parse_template(template))
 
     def test_schedule_over_the_letters_commits_and_output(self):
         for sampler in md.SAMPLERS:
@@ -74,7 +74,7 @@ class TestSampler(unittest.TestCase):
                 n_masked = keep
             self.assertEqual(committed_at, list(range(1, n_letters + 1)), n_letters)
 
-    @mock.patch.dict(md.SAMPLERS, {'confidence': (1.0, 0.8, True)})  # a temperature that falls
+    @mock.patch.object(md, 'temperature_end', 0.8)  # a temperature that falls
     def test_temperatures_at_the_first_and_the_last_letter(self):
         # with 64 steps a name of 2 to 15 letters gets its first letter at a temperature of 0.95
         # to 0.99 and its last at 0.81 to 0.85; a single letter at 0.90: the middle of the fall
@@ -109,7 +109,7 @@ class TestSampler(unittest.TestCase):
     def test_lengths_come_from_the_length_model(self):
         lengths = [0.0, 0.0, 0.0, 0.7, 0.0, 0.3] + [0.0] * 10
         rng = random.Random(2)
-        for sampler in md.SAMPLERS:  # the default template, '_*': the length model decides
+        for sampler in md.SAMPLERS:  # no template: the length model decides
             with mock.patch.object(md, 'mask_predictor', uniform_model):
                 names = [md.sample(TOK, WEIGHTS, lengths, rng, 2, sampler)[0] for _ in range(300)]
             self.assertEqual({len(name) for name in names}, {3, 5})
@@ -147,7 +147,7 @@ class TestSampler(unittest.TestCase):
             order += [pos for pos, token in enumerate(canvas[:-1]) if token != TOK.MASK and pos not in order]
         self.assertEqual(order, [1, 3, 2, 5, 0, 4])
 
-    @mock.patch.dict(md.SAMPLERS, {'confidence': (1.0, 0.8, True)})
+    @mock.patch.object(md, 'temperature_end', 0.8)
     def test_trace_masked_count_only_falls_and_temperature_anneals(self):
         _, trace = self.run_sampler('confidence', template='_' * 8)
         counts = [canvas.count(TOK.MASK) for *_, canvas in trace]
@@ -155,10 +155,9 @@ class TestSampler(unittest.TestCase):
         self.assertEqual(counts[-1], 0)
         self.assertTrue(all(c > 0 for c in counts[:-1]))
         self.assertTrue(all(len(canvas) == 9 for *_, canvas in trace))  # L + 1 symbols
-        start, end, _ = md.SAMPLERS['confidence']
         for step, t, temperature, _ in trace[1:]:  # t is the noise level after the step; the
-            self.assertEqual(t, md.cosine_noise(step, 64))  # temperature follows it during the step
-            self.assertAlmostEqual(temperature, end + (start - end) * md.cosine_noise(step - 1, 64))
+            self.assertEqual(t, math.cos(math.pi / 2 * step / 64))  # temperature falls from 1 to
+            self.assertAlmostEqual(temperature, 0.8 + 0.2 * math.cos(math.pi / 2 * (step - 1) / 64))
         _, trace = self.run_sampler('random')
         self.assertTrue(all(temperature == 1.0 for _, _, temperature, _ in trace[1:]))
 
@@ -240,20 +239,18 @@ class TestEvaluation(unittest.TestCase):
             exact = -math.log(LENGTHS[6]) + sum(md.cross_entropy(fixed[pos], token) for pos, token in enumerate(letters))
             estimates = [md.nelbo('sophia', md.random_order_masks('sophia', rng), TOK, None, LENGTHS) for _ in range(400)]
             self.assertAlmostEqual(sum(estimates) / 400, exact, delta=0.005 * exact)
-            # per character: a name of L letters counts L + 1
-            per_char, stderr = md.per_character(estimates, ['sophia'] * 400)
-            self.assertAlmostEqual(per_char, sum(estimates) / 400 / 7, places=12)
-            self.assertLess(stderr, 0.01)
+            self.assertLess(md.nelbo_stderr(sum(estimates) / 400 / 7, estimates, ['sophia'] * 400), 0.01)
 
     def test_per_character_by_hand(self):
         # bounds 6 and 12 nats on names of 2 and 5 letters: 18 nats over 3 + 6 characters
-        per_char, stderr = md.per_character([6.0, 12.0], ['ab', 'abcde'])
+        bounds = iter([6.0, 12.0])
+        with mock.patch.object(md, 'nelbo', lambda *args: next(bounds)):
+            per_char, _ = md.heldout_nelbo(['ab', 'abcde'], TOK, None, LENGTHS, random.Random(0))
         self.assertEqual(per_char, 2.0)
         # residuals 6 - 2*3 = 0 and 12 - 2*6 = 0: no spread at all
-        self.assertEqual(stderr, 0.0)
-        per_char, stderr = md.per_character([4.0, 14.0], ['ab', 'abcde'])  # residuals -2, +2
+        self.assertEqual(md.nelbo_stderr(2.0, [6.0, 12.0], ['ab', 'abcde']), 0.0)
+        stderr = md.nelbo_stderr(2.0, [4.0, 14.0], ['ab', 'abcde'])  # residuals -2, +2
         self.assertAlmostEqual(stderr, math.sqrt(8 / 2) / 4.5, places=12)
-        self.assertEqual(md.per_character([7.0], ['abc']), (7.0 / 4, None))  # one name: no error bar
 
     def test_nelbo_runs_the_model_once_for_each_number_of_hidden_letters(self):
         calls = []
