@@ -419,7 +419,7 @@ def main(argv=None):
             if eval_names:  # with a generator of its own, so that the samples stay the same
                 per_char, bounds = heldout_nelbo(eval_names, tok, weights, length_probs,
                                                  random.Random(args.seed + 1), map_)
-                print_nelbo(per_char, bounds, eval_names, train_names, tok, length_probs)
+                print_nelbo(per_char, bounds, eval_names)
         samples = [sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler,
                           template) for _ in range(args.num_samples)]
         print_samples(samples, args, train_names, names, tok)
@@ -438,22 +438,18 @@ import multiprocessing     # parent_process(), active_children(): workers never 
 import os                  # paths, and os.replace: a file is written whole or not at all
 import signal              # Ctrl-C and SIGTERM are the main process's to handle
 import sys                 # sys.stderr, sys.exit, sys.implementation
-import tempfile            # a model is first written to a temporary file
 import threading           # the thread in each worker that watches the main process
 import traceback           # traceback.walk_tb: where a stop found the run
 
 class UserError(Exception): pass  # something the user can fix: one line, exit status 1
 class Terminated(BaseException): pass  # SIGTERM: a stop, as Ctrl-C's KeyboardInterrupt is
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-MAX_INPUT_BYTES = 64 * 2 ** 20  # makemore's names are 0.2 MiB
-MAX_WEIGHT = 1000.0             # a trained weight is a few units at most
-MAX_BATCH = 1000                # names a step: each name's gradient is 6,848 floats
+HERE = os.path.dirname(os.path.abspath(__file__))  # where input.txt is
+MAX_INPUT_MIB, MAX_BATCH, MAX_WEIGHT = 64, 1000, 1000.0  # far above what makes sense here
 
 def count(n, noun):  # '1 name', '2 names'
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
-# What the program prints: the counts, the NELBO beside a baseline, the samples, the scores
+# What the program prints: the counts, the NELBO, the samples, the scores
 def print_counts(lines, names, too_long, train_names, heldout_names, tok, state_dict):
     print(f"names: {len(names):,} ({count(len(lines) - len(names), 'repeated line')} dropped): "
           f"{len(train_names):,} for training, {len(heldout_names):,} held out")
@@ -462,36 +458,18 @@ def print_counts(lines, names, too_long, train_names, heldout_names, tok, state_
     print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
     print(f"parameters: {len(parameters(state_dict)):,}")
 
-def print_nelbo(per_char, bounds, names, train_names, tok, length_probs):  # and a baseline
-    stderr = nelbo_stderr(per_char, bounds, names)
-    baseline = context_free_nll(train_names, names, tok, length_probs)
-    print(f"held-out NELBO: {per_char:.3f}" + (f" ± {stderr:.3f}" if len(names) > 1 else "") +
-          f" nats/char on {count(len(names), 'name')} never trained on "
-          f"({baseline:.3f} without context)")
+def print_nelbo(per_char, bounds, names):  # with a standard error, if it has one
+    stderr = f" ± {nelbo_stderr(per_char, bounds, names):.3f}" if len(names) > 1 else ""
+    print(f"held-out NELBO: {per_char:.3f}{stderr} nats/char on {count(len(names), 'name')} "
+          f"never trained on")
 
-def nelbo_stderr(per_char, bounds, names):  # the delta method, for a ratio of two means
+def nelbo_stderr(per_char, bounds, names):  # by the delta method, for a ratio of two means
     n_chars = [len(name) + 1 for name in names]
-    residuals = [bound - per_char * n for bound, n in zip(bounds, n_chars)]
-    variance = sum(r * r for r in residuals) / max(1, len(residuals) - 1)
-    return math.sqrt(variance / len(residuals)) / (sum(n_chars) / len(n_chars))
+    variance = sum((bound - per_char * n) ** 2 for bound, n in zip(bounds, n_chars)) / (
+        len(names) - 1)
+    return math.sqrt(variance / len(names)) / (sum(n_chars) / len(names))
 
-def context_free_nll(train_names, test_names, tok, length_probs):
-    """The baseline: the same length model, then one letter distribution per position, counted
-    (add-one) on the training names; per character, as the NELBO is."""
-    counts = [[1] * len(tok.chars) for _ in range(max_letters)]
-    for name in train_names:
-        for pos, ch in enumerate(name):
-            counts[pos][tok.stoi[ch]] += 1
-    nll = 0.0
-    for name in test_names:
-        nll -= math.log(length_probs[len(name)])
-        for pos, ch in enumerate(name):
-            nll -= math.log(counts[pos][tok.stoi[ch]] / sum(counts[pos]))
-    return nll / sum(len(name) + 1 for name in test_names)
-
-def print_samples(samples, args, train_names, names, tok):
-    """Each (name, trace) as it comes, marked if it is a real name (one that training read, or
-    one it never saw); then the counts, and with --trace how the first one emerged."""
+def print_samples(samples, args, train_names, names, tok):  # marked if real; --trace: the first
     if not args.num_samples:
         return
     trained_on = set(train_names[:args.num_steps * args.batch_size])  # read in order
@@ -514,9 +492,8 @@ def print_samples(samples, args, train_names, names, tok):
             print(f"{step:5d}  {t:.3f} {temp}  {tok.decode(canvas)}.")
 
 def score(name, tok, weights, length_probs):
-    """The bound on -log p(name) averaged over every order of revealing its letters, in its two
-    parts: -log p(L), and c_1 + ... + c_L, each c_k the mean loss over every set of k hidden
-    letters (over score_sets of them, drawn at random, where there are more)."""
+    """The NELBO averaged over every order, in two parts: -log p(L), and c_1 + ... + c_L, each c_k
+    the mean loss over every set of k hidden letters (score_sets of them, drawn, if more)."""
     clean, rng = tok.encode(name), random.Random(name)  # a name's score depends on nothing else
     letters_nats = 0.0
     for k in range(1, len(name) + 1):
@@ -535,8 +512,8 @@ def print_scores(names, tok, weights, length_probs):  # --score
         print(f"{name:>15}: {nats:6.2f} = {length_nats:5.2f} + {letters_nats:5.2f}, "
               f"{nats / (len(name) + 1):.2f} per character")
 
-# Stops: one line for an error the user can fix, for Ctrl-C and for SIGTERM, however many come
-saved_to = []  # where save_model wrote the model, for the last line
+# Stops: one line for an error the user can fix, and for Ctrl-C or SIGTERM however many come
+saved_to = []  # where save_model wrote the model, for that line
 STAGES = {'start_workers': 'while starting worker processes', 'load_model': 'while loading',
           'save_model': 'while saving', 'heldout_nelbo': 'during the held-out evaluation',
           'print_scores': 'while scoring', 'sample': 'while sampling'}
@@ -552,9 +529,8 @@ def stage(trace_back):  # the outermost stage of the program that the stop found
 
 @contextlib.contextmanager
 def stop_report():
-    """The program runs inside this. An error the user can fix ends it with one line that says
-    what is wrong; the first Ctrl-C or SIGTERM with one line that says where the run was (any
-    more are ignored). Each says where the model was saved, if it was; exit status 1, 130, 143."""
+    """An error the user can fix ends the run with a line that says what is wrong, the first Ctrl-C
+    or SIGTERM with one that says where it was (the others are ignored): exit 1, 130 or 143."""
     def stop(signum, frame):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -570,11 +546,11 @@ def stop_report():
         saved = f"; the model was saved to {saved_to[0]}" if saved_to else ""
         print(f"microdiffusion.py: error: {err}{saved}", file=sys.stderr)
         sys.exit(1)
-    except (KeyboardInterrupt, Terminated) as err:
+    except (KeyboardInterrupt, Terminated) as err:  # the signals stay ignored until the exit
         how = 'terminated' if isinstance(err, Terminated) else 'interrupted'
         wrote = f"the model was saved to {saved_to[0]}" if saved_to else "nothing was written"
         print(f"microdiffusion.py: {how}{stage(err.__traceback__)}; {wrote}", file=sys.stderr)
-        sys.exit(143 if isinstance(err, Terminated) else 130)  # the signals stay ignored
+        sys.exit(143 if isinstance(err, Terminated) else 130)
     except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
@@ -582,71 +558,63 @@ def stop_report():
     signal.signal(signal.SIGTERM, handlers[1])
 
 # The command line
-def whole_number(minimum, maximum=None):  # an argparse type: a whole number in a range
+def whole_number(low, high=10 ** 9):  # an argparse type: a whole number from low to high
     def parse(text):
-        if not text.strip().lstrip('-').isdigit() or not minimum <= int(text) <= (maximum or
-                                                                               int(text)):
-            raise argparse.ArgumentTypeError(f"not a whole number from {minimum}"
-                                             f"{f' to {maximum:,}' if maximum else ' up'}: {text!r}")
+        if not text.strip().lstrip('-').isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"not a whole number from {low} to {high:,}: {text!r}")
         return int(text)
     return parse
-
-def a_path(text):  # an argparse type: any path but an empty one
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path")
-    return text
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage and then the error
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 def parse_args(argv=None):
-    parser = OneLineParser(prog='microdiffusion.py', description=__doc__.split('\n')[1])
-    add = parser.add_argument
-    add('--input', metavar='PATH', type=a_path, help='one name a line; default: input.txt, beside '
-        'this file')
-    add('--num-steps', metavar='N', type=whole_number(1), help=f'default {num_steps}')
-    add('--batch-size', metavar='B', type=whole_number(1, MAX_BATCH), help=f'default {batch_size}')
-    add('--workers', metavar='N', type=whole_number(1), help='default: one per core; PyPy: 1')
+    parser = OneLineParser(prog='microdiffusion.py', description=__doc__.split('\n')[1],
+                           allow_abbrev=False)
+    add, cores = parser.add_argument, os.cpu_count() or 1
+    def number(flag, default, low=1, high=10 ** 9, help='default %(default)s'):
+        add(flag, metavar='N', type=whole_number(low, high), default=default, help=help)
+    add('--input', metavar='PATH', default=os.path.join(HERE, 'input.txt'),
+        help='one name a line; default: input.txt, beside this file')
+    number('--num-steps', num_steps)
+    number('--batch-size', batch_size, high=MAX_BATCH)
+    number('--workers', 1 if sys.implementation.name == 'pypy' else cores,
+           help='default: one per core; PyPy: 1')
     add('--seed', metavar='N', type=int, default=seed, help=f'default {seed}')
-    add('--eval-names', metavar='N', type=whole_number(0),
-        help=f'held-out names the NELBO is measured on (default {n_heldout}; 0 skips it)')
-    add('--num-samples', metavar='N', type=whole_number(0), help=f'default {num_samples}')
-    add('--denoise-steps', metavar='N', type=whole_number(1), help=f'default {denoise_steps}')
-    add('--sampler', choices=SAMPLERS, help='default confidence')
+    number('--eval-names', n_heldout, 0, help='held-out names the NELBO is measured on '
+           '(default %(default)s; 0 skips it)')
+    number('--num-samples', num_samples, 0)
+    number('--denoise-steps', denoise_steps)
+    add('--sampler', choices=SAMPLERS, default='confidence', help='default confidence')
     add('--template', metavar='T', help="e.g. ma*: '_' a letter, '*' any more")
     add('--trace', action='store_true', help='print how the first name emerged, step by step')
     add('--score', metavar='NAME', nargs='+', help='print bounds on -log p(NAME), not samples')
-    add('--save', metavar='PATH', type=a_path, help='save the model after training (JSON)')
-    add('--load', metavar='PATH', type=a_path, help='load a saved model instead of training')
+    add('--save', metavar='PATH', help='save the model after training (a JSON file)')
+    add('--load', metavar='PATH', help='load a saved model instead of training')
     args = parser.parse_args(argv)
-    for flag, does, others in (('load', 'does not train', ('num_steps', 'batch_size', 'save')),
-                               ('score', 'prints scores, not samples', ('eval_names', 'trace',
-                                'num_samples', 'denoise_steps', 'sampler', 'template'))):
-        given = [f"--{name.replace('_', '-')}" for name in others
-                 if getattr(args, name) not in (None, False)]
-        if getattr(args, flag) and given:
-            raise UserError(f"--{flag} {does}: leave out {' and '.join(given)}")
-    cores = os.cpu_count() or 1
-    if args.workers and args.workers > cores:
-        print(f"microdiffusion.py: note: {args.workers} workers on {count(cores, 'core')}: "
-              f"{cores} would do as well; starting {cores}", file=sys.stderr)
-    defaults = dict(input=os.path.join(HERE, 'input.txt'), num_steps=num_steps,
-                    batch_size=batch_size, eval_names=n_heldout, num_samples=num_samples,
-                    denoise_steps=denoise_steps, sampler='confidence',
-                    workers=1 if sys.implementation.name == 'pypy' else cores)
-    for name, value in defaults.items():
-        setattr(args, name, value if getattr(args, name) is None else getattr(args, name))
-    args.workers = min(args.workers, cores)
+    given = {word.split('=')[0] for word in (sys.argv[1:] if argv is None else argv)}
+    for flag, does, others in (('--load', 'does not train', '--num-steps --batch-size --save'),
+                               ('--score', 'prints scores, not samples', '--eval-names --trace '
+                                '--num-samples --denoise-steps --sampler --template')):
+        unused = [other for other in others.split() if other in given]
+        if flag in given and unused:
+            raise UserError(f"{flag} {does}: leave out {' and '.join(unused)}")
+    for flag in ('input', 'save', 'load'):
+        if getattr(args, flag) == '':
+            parser.error(f"--{flag} needs a path, not ''")
+    if args.workers > cores:
+        print(f"microdiffusion.py: note: {args.workers} workers would do no more than "
+              f"{count(cores, 'core')}: starting {cores}", file=sys.stderr)
+        args.workers = cores
     return args
 
 # The names file, and the flags that need its vocabulary, all checked
 def read_names(path):
-    """One name per line: spaces around it stripped, lower-cased, blank lines and names longer
-    than max_letters skipped (and counted). Returns the names, that count, the file's SHA-256."""
+    """The names, lower-cased; how many were too long to keep; the file's SHA-256."""
     try:
         with open(path, 'rb') as f:
-            raw = f.read(MAX_INPUT_BYTES + 1)
+            raw = f.read(MAX_INPUT_MIB * 2 ** 20 + 1)  # not all of /dev/zero
         text = raw.decode('utf-8-sig')  # -sig: a byte-order mark (Windows) is dropped
     except OSError as err:  # missing, a directory, not allowed...
         if path == os.path.join(HERE, 'input.txt') and isinstance(err, FileNotFoundError):
@@ -655,18 +623,17 @@ def read_names(path):
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
-    if len(raw) > MAX_INPUT_BYTES:
-        raise UserError(f"{path} is over {MAX_INPUT_BYTES // 2 ** 20} MiB; give one name a line")
+    if len(raw) > MAX_INPUT_MIB * 2 ** 20:
+        raise UserError(f"{path} is over {MAX_INPUT_MIB} MiB: not a list of names")
     names, too_long = [], 0
     for line_number, line in enumerate(text.splitlines(), 1):
         name = line.strip().lower()
-        odd = [ch for ch in name if not ch.isprintable() or ch in '_*.']
-        if odd:
-            what = ("a mark the templates and traces use ('_' MASK, '.' END, '*' more letters)"
-                    if odd[0] in '_*.' else 'a space other than " "' if odd[0].isspace()
-                    else 'a control character')
-            raise UserError(f"{path} line {line_number} holds {odd[0]!r} (U+{ord(odd[0]):04X}), "
-                            f"{what}; names cannot hold it")
+        odd = [ch for ch in name if ch in '_*.' or not ch.isprintable()]
+        if odd:  # '_', '*' and '.' would read as MASK, 'any more' and END in templates and traces
+            what = ("'_', '*' or '.', the marks of templates and traces" if odd[0] in '_*.' else
+                    "spacing other than ' '" if odd[0].isspace() else 'control characters')
+            raise UserError(f"{path} line {line_number} holds {odd[0]!r} (U+{ord(odd[0]):04X}): "
+                            f"a name cannot hold {what}")
         if len(name) > max_letters:
             too_long += 1
         elif name:
@@ -677,19 +644,15 @@ def read_names(path):
     return names, too_long, hashlib.sha256(raw).hexdigest()
 
 def check_flags(args, tok):
-    """Checks, before training, the --save path, the names to --score
-    (lower-cased in place) and --template: letters to keep, '_' for a letter to choose, a
-    trailing '*' for any number more. Returns the template as sample() takes it, or None."""
+    """Checks --save, --score and --template ('_' a letter to choose, a trailing '*' any more)
+    before training; returns the template as sample() takes it, or None."""
     if args.save:
         check_save_path(args.save)
     for i, name in enumerate(args.score or []):
         args.score[i] = name = name.strip().lower()
-        outside = sorted(set(name) - set(tok.chars))
-        if outside:
-            raise UserError(f"cannot score {name!r}: {', '.join(map(repr, outside))} "
-                            f"{'is' if len(outside) == 1 else 'are'} not in the vocabulary")
-        if not 0 < len(name) <= max_letters:
-            raise UserError(f"cannot score {name!r}: a name has 1 to {max_letters} letters")
+        if not 0 < len(name) <= max_letters or set(name) - set(tok.chars):
+            raise UserError(f"cannot score {name!r}: a name is 1 to {max_letters} of the "
+                            f"letters {''.join(tok.chars)}")
     if args.template is None:
         return None
     open_ended = args.template.endswith('*')
@@ -700,15 +663,13 @@ def check_flags(args, tok):
     return [tok.MASK if ch == '_' else tok.stoi[ch] for ch in body], open_ended
 
 # Worker processes: each step's names, and the held-out names, shared among the cores
-class StateDictHere: pass  # in a worker's arguments: its own state dict, with the main's weights
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+class TheirStateDict: pass  # stands, in a task, for the worker's own state dict
 
 def start_worker(vocab_size):  # once in each worker: a model whose weights every task sets
     global worker_state_dict, worker_params
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and kill are the main process's
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # to handle; SIGTERM ends a worker
-    if hasattr(signal, 'pthread_sigmask'):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked while it started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle;
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGTERM ends a worker, as the pool expects
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # see below
     threading.Thread(target=exit_with_parent, daemon=True).start()  # however the main ends
     if sys.implementation.name == 'cpython':
         gc.disable()  # as in the main process
@@ -719,90 +680,65 @@ def exit_with_parent():
     multiprocessing.parent_process().join()  # returns once the main process has ended
     os._exit(1)
 
-def run_in_worker(fn, param_data, items):  # in a worker: fn on each item, at the main's weights
+def run_task(fn, param_data, items):  # in a worker: fn on each item, at the main's weights
     for p, number in zip(worker_params, param_data):
         p.data = number
-    return [fn(*(worker_state_dict if arg is StateDictHere else arg for arg in item))
+    return [fn(*(worker_state_dict if arg is TheirStateDict else arg for arg in item))
             for item in items]
 
-def start_workers(pool, n_workers):
-    """Every worker starts now, with Ctrl-C and SIGTERM held until it ignores them: the main
-    process gets them once the workers have started. A slow start says so."""
-    if hasattr(signal, 'pthread_sigmask'):
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+def start_workers(n_workers, vocab_size):  # a pool, its processes started now
+    pool = concurrent.futures.ProcessPoolExecutor(n_workers, initializer=start_worker,
+                                                  initargs=(vocab_size,))
+    # Ctrl-C and SIGTERM are held while the workers start, until each ignores them; the main
+    # process gets them after: never lost, never a worker's
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         started = [pool.submit(int) for _ in range(n_workers)]
     finally:
-        if hasattr(signal, 'pthread_sigmask'):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     if concurrent.futures.wait(started, timeout=2).not_done:
-        print(f"microdiffusion.py: note: starting {n_workers} worker processes is slow",
-              file=sys.stderr)
+        print(f"microdiffusion.py: note: {n_workers} workers are slow to start", file=sys.stderr)
     for future in started:
         future.result()  # one that cannot start fails here
+    return pool
 
-class Workers:
-    """A pool of processes, started once, whose map is the built-in's: the same results, in the
-    same order. The state dict among the arguments goes as its weights, to each worker's own."""
-    def __init__(self, n_workers, vocab_size, state_dict):
-        self.n_workers, self.state_dict = n_workers, state_dict
-        self.params = parameters(state_dict)
-        self.pool = concurrent.futures.ProcessPoolExecutor(n_workers, initializer=start_worker,
-                                                           initargs=(vocab_size,))
-        try:
-            start_workers(self.pool, n_workers)
-        except BaseException:
-            self.close(at_once=True)
-            raise
-
-    def map(self, fn, *iterables):  # tasks of at most 20 items: a stop waits little
-        if len(iterables[0]) < 2:  # one item is not worth sending
+@contextlib.contextmanager
+def worker_map(n_workers, tok, state_dict):
+    """The run's map: the built-in, or with 2 workers or more, theirs. Meanwhile, on CPython,
+    the cycle collector is paused: no graph holds a cycle, so reference counting frees them."""
+    def pool_map(fn, *iterables):  # the built-in's results, in order, from tasks of <= 20 items
+        items = [tuple(TheirStateDict if arg is state_dict else arg for arg in item)
+                 for item in zip(*iterables)]  # the state dict goes as its weights, below
+        if len(items) < 2:  # not worth sending
             return list(map(fn, *iterables))
-        items = [tuple(StateDictHere if arg is self.state_dict else arg for arg in item)
-                 for item in zip(*iterables)]
-        size = min(20, -(-len(items) // self.n_workers))
-        param_data = [p.data for p in self.params]
+        size, param_data = min(20, -(-len(items) // n_workers)), parameters(state_dict)
+        param_data = [p.data for p in param_data]
         try:
-            futures = [self.pool.submit(run_in_worker, fn, param_data, items[i:i + size])
+            futures = [pool.submit(run_task, fn, param_data, items[i:i + size])
                        for i in range(0, len(items), size)]
             return [answer for future in futures for answer in future.result()]
         except concurrent.futures.BrokenExecutor:
             raise UserError("a worker process died; run again, or pass --workers 1") from None
         except Exception as err:  # raised in a worker, and passed on
             raise UserError(f"a worker process failed: {type(err).__name__}: {err}") from None
-
-    def close(self, at_once=False):  # at once: a stop or an error ends the workers unfinished
-        if at_once:
-            for child in multiprocessing.active_children():
-                child.terminate()
-        self.pool.shutdown(cancel_futures=True)
-
-@contextlib.contextmanager
-def worker_map(n_workers, tok, state_dict):
-    """The run's map: the built-in, or with more than one worker a pool's, which gives the same
-    results (so the same digits). Meanwhile, on CPython, the cycle collector is paused: no graph
-    holds a cycle, so reference counting frees them all, and the collector only slows."""
-    collecting = gc.isenabled()
+    collecting, pool = gc.isenabled(), None
     if sys.implementation.name == 'cpython':
         gc.disable()
-    workers = None
-    if n_workers > 1:
+    try:
         try:
-            workers = Workers(n_workers, tok.vocab_size, state_dict)
-        except (OSError, ImportError, NotImplementedError,
+            pool = start_workers(n_workers, tok.vocab_size) if n_workers > 1 else None
+        except (OSError, ImportError, NotImplementedError, AttributeError,
                 concurrent.futures.BrokenExecutor) as err:
             print(f"microdiffusion.py: note: cannot start worker processes ({err}); running in "
                   f"one process, with the same result", file=sys.stderr)
-    try:
-        yield workers.map if workers else map
-    except BaseException:
-        if workers:
-            workers.close(at_once=True)
+        yield pool_map if pool else map
+    except BaseException:  # a stop or an error: the workers end now, unfinished
+        for child in multiprocessing.active_children():
+            child.terminate()
         raise
-    else:
-        if workers:
-            workers.close()
     finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
         if collecting:
             gc.enable()
 
@@ -811,27 +747,24 @@ MODEL_FORMAT, MODEL_VERSION = 'microdiffusion-model', 1
 HYPERPARAMETERS = {'n_layer': n_layer, 'n_embd': n_embd, 'block_size': block_size,
                    'n_head': n_head, 'mlp_hidden': mlp_hidden}
 
-def is_saved_model(path):
-    try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f).get('format') == MODEL_FORMAT
-    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object
-        return False
-
-def temporary_beside(path):  # an empty file in path's folder, named after it: (fd, its path)
-    return tempfile.mkstemp(prefix=f'.{os.path.basename(path)}-', suffix='.tmp',
-                            dir=os.path.dirname(os.path.abspath(path)))
+def beside(path):  # the file save_model writes first, in the same folder, then renames
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f'.{name}.{os.getpid()}.tmp')
 
 def check_save_path(path):  # fails now, not after training; --save replaces only a saved model
     if os.path.isdir(path) or path.endswith(('/', os.sep)):
         raise UserError(f"cannot save the model as {path}: it is a folder; name a file in it")
-    if os.path.exists(path) and not is_saved_model(path):
+    try:
+        with open(path, encoding='utf-8') as f:
+            a_model = json.load(f).get('format') == MODEL_FORMAT
+    except (OSError, ValueError, AttributeError):  # not there, not JSON, or not an object
+        a_model = not os.path.exists(path)
+    if not a_model:
         raise UserError(f"cannot save the model as {path}: it is there already and is not a "
                         f"saved model (--save replaces only those); choose another path")
-    try:  # the very file save_model will write first, then rename: a name too long fails here
-        fd, tmp_path = temporary_beside(path)
-        os.close(fd)
-        os.unlink(tmp_path)
+    try:  # the file save_model writes first, its name longer than path's: can it be made?
+        open(beside(path), 'x').close()
+        os.unlink(beside(path))
     except OSError as err:
         raise UserError(f"cannot save the model as {path}: {err.strerror or err}") from None
 
@@ -842,30 +775,28 @@ def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one J
              'learning_rate': learning_rate, 'length_probs': length_probs,
              'state_dict': as_floats(state_dict), 'rng_state': rng.getstate()}
     try:  # written beside its path, then renamed onto it: the file is whole, or not there
-        fd, tmp_path = temporary_beside(args.save)
-        try:
-            umask = os.umask(0)  # read it, and put it back: the file gets a new file's usual mode
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)
-            with os.fdopen(fd, 'w') as f:
+        with open(beside(args.save), 'x') as f:
+            try:
                 json.dump(model, f)
-            os.replace(tmp_path, args.save)
-        except BaseException:
-            os.unlink(tmp_path)
-            raise
+                f.close()
+                os.replace(beside(args.save), args.save)
+            except BaseException:
+                os.unlink(beside(args.save))
+                raise
     except OSError as err:
         raise UserError(f"cannot save the model as {args.save}: {err.strerror or err}; "
                         f"nothing was written") from None
     saved_to.append(args.save)
     print(f"saved the model to {args.save} ({os.path.getsize(args.save) / 1024:,.0f} KiB)")
 
+def a_number(x, low, high, kind=(int, float)):  # from JSON, and not true, false, nan or inf
+    return isinstance(x, kind) and not isinstance(x, bool) and low <= x <= high
+
 def load_model(args, tok, names_sha256, state_dict, rng):
-    """Check the saved model args.load, then put its weights into state_dict, its generator's
-    state into rng and its training's steps and batch size into args; return its length model."""
+    """Checks args.load, then sets state_dict, rng and args as the training left them; returns
+    its length model."""
     def bad(why):
         return UserError(f"{args.load} is not a usable model: {why}")
-    def whole(x, low):  # a JSON whole number, no smaller than low
-        return isinstance(x, int) and not isinstance(x, bool) and x >= low
     try:
         with open(args.load, encoding='utf-8') as f:
             model = json.load(f)
@@ -880,48 +811,41 @@ def load_model(args, tok, names_sha256, state_dict, rng):
     if model.get('seed') != args.seed:  # the seed picks the held-out names
         raise UserError(f"{args.load} was trained with --seed {model.get('seed')}; pass --seed "
                         f"{model.get('seed')}")
-    for key, expected in (('version', MODEL_VERSION), ('hyperparameters', HYPERPARAMETERS),
-                          ('vocabulary', ''.join(tok.chars))):
-        if model.get(key) != expected:
-            raise bad(f"its {key}: {model.get(key)!r}, where this run has {expected!r}")
-    steps, names_a_step, lr = (model.get(key) for key in ('num_steps', 'batch_size',
-                                                          'learning_rate'))
-    if not whole(steps, 1) or not whole(names_a_step, 1):
-        raise bad(f"its num_steps {steps!r} and batch_size {names_a_step!r} are not both >= 1")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
-        raise bad(f"its learning_rate {lr!r} is not a positive number")
-    try:
-        version, internal_state, gauss_next = model['rng_state']
-        rng_state = (version, tuple(internal_state), gauss_next)
-        random.Random().setstate(rng_state)  # raises if the state is malformed
-    except (KeyError, TypeError, ValueError, OverflowError) as err:
-        raise bad(f"its rng_state does not load ({type(err).__name__}: {err})") from None
-    length_probs = model.get('length_probs')
-    if not (isinstance(length_probs, list) and len(length_probs) == max_letters + 1 and
-            all(isinstance(p, (int, float)) and 0 <= p < 1 for p in length_probs) and
-            length_probs[0] == 0 and all(length_probs[1:]) and
-            abs(sum(length_probs) - 1) < 1e-9):
-        raise bad(f"its length_probs are not a distribution over the lengths 1..{max_letters}, "
-                  f"each likely")
-    saved = model.get('state_dict')
-    if not isinstance(saved, dict) or set(saved) != set(state_dict):
-        raise bad(f"its weights are not the matrices {', '.join(state_dict)}")
+    fields = {  # each field: does it fit, and what it must be
+        'version': (lambda x: x == MODEL_VERSION, MODEL_VERSION),
+        'hyperparameters': (lambda x: x == HYPERPARAMETERS, HYPERPARAMETERS),  # this file's
+        'vocabulary': (lambda x: x == ''.join(tok.chars), repr(''.join(tok.chars))),
+        'num_steps': (lambda x: a_number(x, 1, math.inf, int), 'a whole number from 1'),
+        'batch_size': (lambda x: a_number(x, 1, MAX_BATCH, int), f'from 1 to {MAX_BATCH}'),
+        'learning_rate': (lambda x: a_number(x, 1e-9, 10), 'a number from 1e-9 to 10'),
+        'length_probs': (lambda x: isinstance(x, list) and len(x) == max_letters + 1 and
+                         x[0] == 0 and all(a_number(p, 1e-12, 1) for p in x[1:]) and
+                         abs(sum(x) - 1) < 1e-9, f'p(L) for L = 0..{max_letters}, p(0) = 0, '
+                         f'the others above 0, summing to 1'),
+        'state_dict': (lambda x: isinstance(x, dict) and set(x) == set(state_dict),
+                       f"the matrices {', '.join(state_dict)}")}
+    for key, (fits, what) in fields.items():
+        if not fits(model.get(key)):
+            raise bad(f"its {key}, {repr(model.get(key))[:40]}, should be {what}")
     for name, matrix in state_dict.items():
-        rows = saved[name]
-        if not isinstance(rows, list) or len(rows) != len(matrix) or any(
-                not isinstance(row, list) or len(row) != len(matrix[0]) for row in rows):
-            raise bad(f"weight matrix {name} is not {len(matrix)} x {len(matrix[0])}")
+        rows = model['state_dict'][name]
+        if not isinstance(rows, list) or len(rows) != len(matrix) or not all(
+                isinstance(row, list) and len(row) == len(matrix[0]) for row in rows):
+            raise bad(f"its {name} is not {len(matrix)} x {len(matrix[0])}")
         for row, saved_row in zip(matrix, rows):
             for p, w in zip(row, saved_row):
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not (
-                        abs(w) <= MAX_WEIGHT):
-                    raise bad(f"weight matrix {name} holds {w!r}, not a number of size at most "
-                              f"{MAX_WEIGHT:g}")
+                if not a_number(w, -MAX_WEIGHT, MAX_WEIGHT):
+                    raise bad(f"its {name} holds {w!r}, not a number within ±{MAX_WEIGHT:g}")
                 p.data = float(w)
-    rng.setstate(rng_state)  # the generator as training left it: the same names follow
-    args.num_steps, args.batch_size = steps, names_a_step
-    print(f"loaded {args.load}: {steps:,} steps of {names_a_step} names, learning rate {lr:g}")
-    return [float(p) for p in length_probs]
+    try:  # the generator as training left it: the same names follow
+        version, internal_state, gauss_next = model['rng_state']
+        rng.setstate((version, tuple(internal_state), gauss_next))
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
+        raise bad(f"its rng_state does not load ({type(err).__name__}: {err})") from None
+    args.num_steps, args.batch_size = model['num_steps'], model['batch_size']
+    print(f"loaded {args.load}: {args.num_steps:,} steps of {args.batch_size} names, "
+          f"learning rate {model['learning_rate']:g}")
+    return [float(p) for p in model['length_probs']]
 
 if __name__ == '__main__':
     main()

@@ -113,27 +113,27 @@ class TestSaveAndLoad(Folder):
             'binary.json': 'not complete JSON',
             'list.json': 'not a microdiffusion-model file',
             self.edited('format.json', lambda m: m.update(format='other')): 'not a microdiffusion-model file',
-            self.edited('version.json', lambda m: m.update(version=2)): 'its version: 2, where this run has 1',
+            self.edited('version.json', lambda m: m.update(version=2)): 'its version, 2, should be 1',
             self.edited('hyper.json', lambda m: m['hyperparameters'].update(n_embd=32)): 'its hyperparameters',
-            self.edited('vocab.json', lambda m: m.update(vocabulary='abc')): "its vocabulary: 'abc'",
+            self.edited('vocab.json', lambda m: m.update(vocabulary='abc')): "its vocabulary, 'abc', should be",
             self.edited('shape.json', lambda m: m['state_dict']['wpe'].pop()): 'wpe is not 16 x 16',
             self.edited('ragged.json', lambda m: m['state_dict']['wte'][2].pop()): 'wte is not',
-            self.edited('nan.json', set_weight(float('nan'))): 'layer1.mlp_fc2 holds nan, not a number of size',
-            self.edited('inf.json', set_weight(float('inf'))): 'holds inf, not a number of size at most 1000',
-            self.edited('huge.json', set_weight(1e300)): 'holds 1e+300, not a number of size at most 1000',
-            self.edited('text.json', set_weight('0.1')): "holds '0.1', not a number of size",
-            self.edited('nomatrix.json', lambda m: m['state_dict'].pop('wte')): 'its weights are not the matrices',
+            self.edited('nan.json', set_weight(float('nan'))): 'its layer1.mlp_fc2 holds nan, not a number within ±1000',
+            self.edited('inf.json', set_weight(float('inf'))): 'holds inf, not a number within ±1000',
+            self.edited('huge.json', set_weight(1e300)): 'holds 1e+300, not a number within ±1000',
+            self.edited('text.json', set_weight('0.1')): "holds '0.1', not a number within",
+            self.edited('nomatrix.json', lambda m: m['state_dict'].pop('wte')): 'its state_dict, {',
             self.edited('norng.json', lambda m: m.pop('rng_state')): 'its rng_state does not load',
             self.edited('badrng.json', lambda m: m.update(rng_state=[3, [1, 2], None])): 'its rng_state does not load',
             self.edited('negrng.json', lambda m: m['rng_state'][1].__setitem__(0, -1)): 'its rng_state does not load',
-            self.edited('lengths.json', lambda m: m['length_probs'].pop()): 'its length_probs are not a distribution',
+            self.edited('lengths.json', lambda m: m['length_probs'].pop()): 'its length_probs, [0.0, ',
             self.edited('zerolength.json', lambda m: m['length_probs'].__setitem__(3, 0.0)): 'its length_probs',
             self.edited('sum.json', lambda m: m.update(length_probs=[0.0] + [0.9] * 15)): 'its length_probs',
-            self.edited('steps.json', lambda m: m.update(num_steps=-3)): 'its num_steps -3 and batch_size',
-            self.edited('batch.json', lambda m: m.update(batch_size=0)): 'and batch_size 0 are not both >= 1',
-            self.edited('fsteps.json', lambda m: m.update(num_steps=2.5)): 'its num_steps 2.5',
-            self.edited('lr.json', lambda m: m.update(learning_rate='nan')): "its learning_rate 'nan' is not",
-            self.edited('lrinf.json', lambda m: m.update(learning_rate=float('inf'))): 'its learning_rate inf',
+            self.edited('steps.json', lambda m: m.update(num_steps=-3)): 'its num_steps, -3, should be a whole number from 1',
+            self.edited('batch.json', lambda m: m.update(batch_size=0)): 'its batch_size, 0, should be from 1 to 1000',
+            self.edited('fsteps.json', lambda m: m.update(num_steps=2.5)): 'its num_steps, 2.5,',
+            self.edited('lr.json', lambda m: m.update(learning_rate='nan')): "its learning_rate, 'nan', should be a number",
+            self.edited('lrinf.json', lambda m: m.update(learning_rate=float('inf'))): 'its learning_rate, inf,',
         }
         for path, expect in cases.items():
             with self.subTest(checkpoint=path):
@@ -176,7 +176,8 @@ class TestSaveAndLoad(Folder):
         code, stderr, left = self.stop_run(args, signal.SIGTERM, wait=1.5)
         self.assertEqual((code, left), (143, []))
         self.assertEqual(stderr, 'microdiffusion.py: terminated while sampling; the model was saved to new.json\n')
-        self.assertTrue(md.is_saved_model(os.path.join(self.folder, 'new.json')))
+        with open(os.path.join(self.folder, 'new.json')) as f:
+            self.assertEqual(json.load(f)['format'], 'microdiffusion-model')
 
 
 if __name__ == '__main__':

@@ -286,14 +286,6 @@ class TestEvaluation(unittest.TestCase):
         # C(6, k) sets of k hidden letters, 3 of them where there are more: 3 + 3 + 3 + 3 + 3 + 1
         self.assertEqual(sorted(passes), [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3 + [5] * 3 + [6])
 
-    def test_context_free_baseline_by_hand(self):
-        tok = md.Tokenizer(['ab', 'b'])  # letters a, b
-        lengths = md.length_model(['ab', 'b'])  # 1 and 2 letters: 2/17 each
-        # position 0 counts a 1+1, b 1+1 -> p(b) = 2/4; position 1 counts a 1, b 1+1 -> p(b) = 2/3
-        nll = md.context_free_nll(['ab', 'b'], ['bb'], tok, lengths)
-        want = -(math.log(2 / 17) + math.log(2 / 4) + math.log(2 / 3)) / 3
-        self.assertAlmostEqual(nll, want, places=12)
-
 
 if __name__ == '__main__':
     unittest.main()
