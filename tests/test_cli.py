@@ -102,9 +102,11 @@ class Folder(unittest.TestCase):
         self.assertEqual(snapshot(self.folder), before)  # nothing of the user's changed
         return result
 
-    def stop_run(self, args, sig, start_method='fork', wait=0.0, group=False):
-        """Start the script in a process group of its own; once it has printed a training step,
-        wait `wait` seconds and stop it: SIGINT to the whole group, as a terminal's Ctrl-C does,
+    def stop_run(self, args, sig, start_method='fork', wait=0.0, group=False, after='step ',
+                 again=()):
+        """Start the script in a process group of its own; once it has printed a line that starts
+        with `after`, wait `wait` seconds and stop it (then again after each delay in `again`):
+        SIGINT to the whole group, as a terminal's Ctrl-C does,
         SIGTERM or SIGKILL to the main process, as kill does (or, with group, to every process of
         the run, as a service manager does). Returns its exit code, its stderr,
         and the processes of the group still running 2 s later. A parent started in the
@@ -118,14 +120,17 @@ class Folder(unittest.TestCase):
                                    stderr=subprocess.PIPE, text=True, preexec_fn=own_group_default_sigint)
         try:
             for line in process.stdout:
-                if line.startswith('step '):  # training has started
+                if line.startswith(after):  # e.g. training has started
                     break
-            time.sleep(wait)
-            if sig == signal.SIGINT or group:
-                os.killpg(process.pid, sig)
-            else:
-                os.kill(process.pid, sig)
+            started = time.time()
+            for delay in (wait,) + tuple(again):
+                time.sleep(delay)
+                if sig == signal.SIGINT or group:
+                    os.killpg(process.pid, sig)
+                else:
+                    os.kill(process.pid, sig)
             _, stderr = process.communicate(timeout=60)
+            self.assertLess(time.time() - started, 3 + sum(again), 'the run took long to stop')
             deadline = time.time() + 2
             while group_members(process.pid) and time.time() < deadline:
                 time.sleep(0.05)

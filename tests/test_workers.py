@@ -180,6 +180,31 @@ class TestStops(Folder):
             self.assertRegex(stderr, r'^microdiffusion.py: terminated at training step \d+ of 100000; '
                                      r'nothing was written\n$')
 
+    def test_ctrl_c_twice_or_three_times(self):
+        # people press Ctrl-C again while the run stops: the first stops it, the others are ignored
+        for phase in ('training', 'evaluation'):
+            for again in ((0.002,), (0.02, 0.03), (0.05,)):
+                with self.subTest(phase=phase, again=again):
+                    self.write('names.txt', '\n'.join(MANY_NAMES))
+                    training = phase == 'training'
+                    steps = ['--num-steps', '100000', '--batch-size', '2'] if training else ['--num-steps', '1']
+                    code, stderr, left = self.stop_run(['--input', 'names.txt', '--workers', '2'] + steps,
+                                                       signal.SIGINT, wait=0.0 if training else 0.3, again=again)
+                    self.assertEqual((code, left), (130, []))
+                    self.assertRegex(stderr, r'^microdiffusion.py: interrupted (at training step \d+ of 100000|'
+                                             r'during the held-out evaluation); nothing was written\n$')
+
+    def test_ctrl_c_while_the_workers_start_stops_the_run(self):
+        for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            with self.subTest(signal=sig):
+                self.write('names.txt', '\n'.join(MANY_NAMES))
+                code_, stderr, left = self.stop_run(['--input', 'names.txt', '--workers', '2', '--num-steps', '5'],
+                                                    sig, after='parameters: ')
+                self.assertEqual((code_, left), (code, []))
+                self.assertEqual(len(stderr.splitlines()), 1, stderr)
+                self.assertRegex(stderr, r'^microdiffusion.py: (interrupted|terminated)( while starting worker '
+                                         r'processes| at training step \d of 5)?; nothing was written\n$')
+
     def test_sigkill_leaves_no_worker(self):
         for start_method in ('fork', 'spawn'):
             for phase in ('training', 'evaluation'):
