@@ -420,8 +420,8 @@ def main(argv=None):
                 per_char, bounds = heldout_nelbo(eval_names, tok, weights, length_probs,
                                                  random.Random(args.seed + 1), map_)
                 print_nelbo(per_char, bounds, eval_names)
-        samples = [sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler,
-                          template) for _ in range(args.num_samples)]
+        samples = (sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler,
+                          template) for _ in range(args.num_samples))
         print_samples(samples, args, train_names, names, tok)
 
 # ---------------------------------------------------------------------------------------------
@@ -571,7 +571,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parse_args(argv=None):
     parser = OneLineParser(prog='microdiffusion.py', description=__doc__.split('\n')[1],
-                           allow_abbrev=False)
+                           allow_abbrev=False)  # flags in full, as `given` below reads them
     add, cores = parser.add_argument, os.cpu_count() or 1
     def number(flag, default, low=1, high=10 ** 9, help='default %(default)s'):
         add(flag, metavar='N', type=whole_number(low, high), default=default, help=help)
@@ -579,8 +579,8 @@ def parse_args(argv=None):
         help='one name a line; default: input.txt, beside this file')
     number('--num-steps', num_steps)
     number('--batch-size', batch_size, high=MAX_BATCH)
-    number('--workers', 1 if sys.implementation.name == 'pypy' else cores,
-           help='default: one per core; PyPy: 1')
+    number('--workers', 1 if sys.implementation.name == 'pypy' else cores, high=cores,
+           help='default: one per core, the most that helps; PyPy: 1')
     add('--seed', metavar='N', type=int, default=seed, help=f'default {seed}')
     number('--eval-names', n_heldout, 0, help='held-out names the NELBO is measured on '
            '(default %(default)s; 0 skips it)')
@@ -603,10 +603,6 @@ def parse_args(argv=None):
     for flag in ('input', 'save', 'load'):
         if getattr(args, flag) == '':
             parser.error(f"--{flag} needs a path, not ''")
-    if args.workers > cores:
-        print(f"microdiffusion.py: note: {args.workers} workers would do no more than "
-              f"{count(cores, 'core')}: starting {cores}", file=sys.stderr)
-        args.workers = cores
     return args
 
 # The names file, and the flags that need its vocabulary, all checked
