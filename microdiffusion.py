@@ -465,9 +465,8 @@ def print_nelbo(per_char, bounds, names):  # with a standard error, if it has on
 
 def nelbo_stderr(per_char, bounds, names):  # by the delta method, for a ratio of two means
     n_chars = [len(name) + 1 for name in names]
-    variance = sum((bound - per_char * n) ** 2 for bound, n in zip(bounds, n_chars)) / (
-        len(names) - 1)
-    return math.sqrt(variance / len(names)) / (sum(n_chars) / len(names))
+    squares = sum((bound - per_char * n) ** 2 for bound, n in zip(bounds, n_chars))
+    return math.sqrt(squares / (len(names) - 1) / len(names)) / (sum(n_chars) / len(names))
 
 def print_samples(samples, args, train_names, names, tok):  # marked if real; --trace: the first
     if not args.num_samples:
@@ -492,8 +491,7 @@ def print_samples(samples, args, train_names, names, tok):  # marked if real; --
             print(f"{step:5d}  {t:.3f} {temp}  {tok.decode(canvas)}.")
 
 def score(name, tok, weights, length_probs):
-    """The NELBO averaged over every order, in two parts: -log p(L), and c_1 + ... + c_L, each c_k
-    the mean loss over every set of k hidden letters (score_sets of them, drawn, if more)."""
+    """The NELBO over every order: -log p(L), and c_1 + ... + c_L, c_k over all sets of k hidden."""
     clean, rng = tok.encode(name), random.Random(name)  # a name's score depends on nothing else
     letters_nats = 0.0
     for k in range(1, len(name) + 1):
@@ -529,8 +527,7 @@ def stage(trace_back):  # the outermost stage of the program that the stop found
 
 @contextlib.contextmanager
 def stop_report():
-    """An error the user can fix ends the run with a line that says what is wrong, the first Ctrl-C
-    or SIGTERM with one that says where it was (the others are ignored): exit 1, 130 or 143."""
+    """One line, then exit 1 for a user's error, 130 or 143 for the first Ctrl-C or SIGTERM."""
     def stop(signum, frame):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -640,8 +637,7 @@ def read_names(path):
     return names, too_long, hashlib.sha256(raw).hexdigest()
 
 def check_flags(args, tok):
-    """Checks --save, --score and --template ('_' a letter to choose, a trailing '*' any more)
-    before training; returns the template as sample() takes it, or None."""
+    """Checks --save, --score and --template; returns the template as sample() takes it, or None."""
     if args.save:
         check_save_path(args.save)
     for i, name in enumerate(args.score or []):
@@ -662,7 +658,7 @@ def check_flags(args, tok):
 class TheirStateDict: pass  # stands, in a task, for the worker's own state dict
 
 def start_worker(vocab_size):  # once in each worker: a model whose weights every task sets
-    global worker_state_dict, worker_params
+    global worker_state_dict
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle;
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGTERM ends a worker, as the pool expects
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # see below
@@ -670,14 +666,13 @@ def start_worker(vocab_size):  # once in each worker: a model whose weights ever
     if sys.implementation.name == 'cpython':
         gc.disable()  # as in the main process
     worker_state_dict = init_params(vocab_size, random.Random(0))
-    worker_params = parameters(worker_state_dict)
 
 def exit_with_parent():
     multiprocessing.parent_process().join()  # returns once the main process has ended
     os._exit(1)
 
 def run_task(fn, param_data, items):  # in a worker: fn on each item, at the main's weights
-    for p, number in zip(worker_params, param_data):
+    for p, number in zip(parameters(worker_state_dict), param_data):
         p.data = number
     return [fn(*(worker_state_dict if arg is TheirStateDict else arg for arg in item))
             for item in items]
@@ -685,8 +680,7 @@ def run_task(fn, param_data, items):  # in a worker: fn on each item, at the mai
 def start_workers(n_workers, vocab_size):  # a pool, its processes started now
     pool = concurrent.futures.ProcessPoolExecutor(n_workers, initializer=start_worker,
                                                   initargs=(vocab_size,))
-    # Ctrl-C and SIGTERM are held while the workers start, until each ignores them; the main
-    # process gets them after: never lost, never a worker's
+    # Ctrl-C and SIGTERM are held until each worker ignores them: never lost, never a worker's
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         started = [pool.submit(int) for _ in range(n_workers)]
@@ -700,8 +694,7 @@ def start_workers(n_workers, vocab_size):  # a pool, its processes started now
 
 @contextlib.contextmanager
 def worker_map(n_workers, tok, state_dict):
-    """The run's map: the built-in, or with 2 workers or more, theirs. Meanwhile, on CPython,
-    the cycle collector is paused: no graph holds a cycle, so reference counting frees them."""
+    """The run's map: the built-in, or with 2 workers or more, theirs."""
     def pool_map(fn, *iterables):  # the built-in's results, in order, from tasks of <= 20 items
         items = [tuple(TheirStateDict if arg is state_dict else arg for arg in item)
                  for item in zip(*iterables)]  # the state dict goes as its weights, below
@@ -719,7 +712,7 @@ def worker_map(n_workers, tok, state_dict):
             raise UserError(f"a worker process failed: {type(err).__name__}: {err}") from None
     collecting, pool = gc.isenabled(), None
     if sys.implementation.name == 'cpython':
-        gc.disable()
+        gc.disable()  # meanwhile: no graph holds a cycle, so reference counting frees them all
     try:
         try:
             pool = start_workers(n_workers, tok.vocab_size) if n_workers > 1 else None
@@ -789,8 +782,7 @@ def a_number(x, low, high, kind=(int, float)):  # from JSON, and not true, false
     return isinstance(x, kind) and not isinstance(x, bool) and low <= x <= high
 
 def load_model(args, tok, names_sha256, state_dict, rng):
-    """Checks args.load, then sets state_dict, rng and args as the training left them; returns
-    its length model."""
+    """Checks args.load; sets state_dict, rng and args as training left them; returns p(L)."""
     def bad(why):
         return UserError(f"{args.load} is not a usable model: {why}")
     try:
