@@ -47,9 +47,8 @@ def split(names, rng):
 
 # Let there be a tokenizer: one id per character, then MASK and END
 class Tokenizer:
-    """The characters of the names, sorted, are the letters: ids 0..n-1. MASK (id n) means "not
-    revealed yet": diffusion starts from a row of them. END (id n+1) closes every name and is
-    never hidden, so the model always knows how long the name is."""
+    """The names' characters are ids 0..n-1; MASK (n) is a letter not revealed yet; END (n+1)
+    closes every name and is never hidden, so the model always knows how long the name is."""
 
     def __init__(self, names):
         self.chars = sorted(set(''.join(names)))
@@ -65,8 +64,7 @@ class Tokenizer:
 
 # Let there be lengths: how long a name will be is decided first, by counting
 def length_model(names):
-    """p(L) for L = 0..max_letters: how often the names have L letters, add-one smoothed over
-    1..max_letters so that every length the canvas holds stays possible. p(0) = 0."""
+    """p(L): how often the names have L letters, plus one for each L from 1 to max_letters."""
     counts = [0] + [1] * max_letters
     for name in names:
         counts[len(name)] += 1
@@ -251,8 +249,7 @@ def corrupt(clean, t, tok, rng):
     return noisy + [tok.END]
 
 def masked_loss(logits, clean, masked):
-    """Mean cross-entropy of the clean letters at the masked positions, and only there: there
-    is nothing to learn from predicting the letters the model can see."""
+    """The mean cross-entropy at the masked positions only: the visible letters teach nothing."""
     return total([cross_entropy(logits[pos], clean[pos]) for pos in masked]) / len(masked)
 
 def name_gradient(clean, noisy, tok, state_dict):
@@ -290,10 +287,9 @@ class Adam:
 # Let there be training: each step, a batch of names hidden at noise levels of their own
 def train(state_dict, train_names, tok, length_probs, rng, n_steps=num_steps, n_names=batch_size,
           map=map):
-    """Adam on the mean loss of n_names names a step, read in order, round and round; returns
-    each step's loss. map is the built-in, or a pool's that returns the same, in the same order.
-    Every 100 steps it prints progress and 4 names the model makes (sample(), below), each time
-    with the same fresh generator: only the model changes between lines, the run's rng never."""
+    """Adam on the mean loss of n_names names a step, in order, round and round; returns each
+    step's loss. map: the built-in, or a pool's (the same results). Every 100 steps, progress and
+    4 names from sample() (below), always drawn alike: only the model changes between lines."""
     optimizer = Adam(parameters(state_dict))
     losses, start = [], time.time()
     for step in range(1, n_steps + 1):
@@ -323,8 +319,7 @@ def train(state_dict, train_names, tok, length_probs, rng, n_steps=num_steps, n_
 # are hidden, the next revealed is any of the k alike: its expected cost is c_k, the mean
 # cross-entropy at k random hidden letters. So -log p(name) <= -log p(L) + c_1 + ... + c_L
 def random_order_masks(name, rng):
-    """One random order of revealing the name's letters, as the letters still hidden before
-    each reveal: masks[k - 1] hides k of them, so the loss there estimates c_k."""
+    """One random order of revealing the letters: masks[k - 1] hides k, for the estimate of c_k."""
     order = rng.sample(range(len(name)), len(name))  # order[0] is revealed last
     return [sorted(order[:k]) for k in range(1, len(name) + 1)]
 
@@ -338,8 +333,7 @@ def nelbo(name, masks, tok, weights, length_probs):
     return -math.log(length_probs[len(name)]) + letters_nats
 
 def heldout_nelbo(names, tok, weights, length_probs, rng, map=map):
-    """The names' NELBO per character (a name of L letters counts L + 1: its END too), each
-    along one random order, and each name's NELBO in nats."""
+    """The NELBO per character (L letters and END), each name along one order; each name's."""
     masks = [random_order_masks(name, rng) for name in names]
     bounds = list(map(nelbo, names, masks, repeat(tok), repeat(weights), repeat(length_probs)))
     return sum(bounds) / sum(len(name) + 1 for name in names), bounds
@@ -458,15 +452,12 @@ def print_counts(lines, names, too_long, train_names, heldout_names, tok, state_
     print(f"vocabulary: {tok.vocab_size} tokens ({len(tok.chars)} characters, MASK and END)")
     print(f"parameters: {len(parameters(state_dict)):,}")
 
-def print_nelbo(per_char, bounds, names):  # with a standard error, if it has one
-    stderr = f" ± {nelbo_stderr(per_char, bounds, names):.3f}" if len(names) > 1 else ""
-    print(f"held-out NELBO: {per_char:.3f}{stderr} nats/char on {count(len(names), 'name')} "
-          f"never trained on")
-
-def nelbo_stderr(per_char, bounds, names):  # by the delta method, for a ratio of two means
+def print_nelbo(per_char, bounds, names):  # the ± is a standard error, by the delta method
     n_chars = [len(name) + 1 for name in names]
     squares = sum((bound - per_char * n) ** 2 for bound, n in zip(bounds, n_chars))
-    return math.sqrt(squares / (len(names) - 1) / len(names)) / (sum(n_chars) / len(names))
+    stderr = math.sqrt(squares / max(1, len(names) - 1) / len(names)) / (sum(n_chars) / len(names))
+    print(f"held-out NELBO: {per_char:.3f}" + (f" ± {stderr:.3f}" if len(names) > 1 else "") +
+          f" nats/char on {count(len(names), 'name')} never trained on")
 
 def print_samples(samples, args, train_names, names, tok):  # marked if real; --trace: the first
     if not args.num_samples:
@@ -621,12 +612,10 @@ def read_names(path):
     names, too_long = [], 0
     for line_number, line in enumerate(text.splitlines(), 1):
         name = line.strip().lower()
-        odd = [ch for ch in name if ch in '_*.' or not ch.isprintable()]
-        if odd:  # '_', '*' and '.' would read as MASK, 'any more' and END in templates and traces
-            what = ("'_', '*' or '.', the marks of templates and traces" if odd[0] in '_*.' else
-                    "spacing other than ' '" if odd[0].isspace() else 'control characters')
-            raise UserError(f"{path} line {line_number} holds {odd[0]!r} (U+{ord(odd[0]):04X}): "
-                            f"a name cannot hold {what}")
+        odd = [ch for ch in name if ch in '_*.' or not ch.isprintable()]  # '_*.': marks for MASK,
+        if odd:  # more letters and END in templates and traces; the rest, spacing or controls
+            raise UserError(f"{path} line {line_number} holds {odd[0]!r} (U+{ord(odd[0]):04X}), "
+                            f"which a name cannot hold: only printing characters but '_*.'")
         if len(name) > max_letters:
             too_long += 1
         elif name:
@@ -794,12 +783,9 @@ def load_model(args, tok, names_sha256, state_dict, rng):
         raise bad(f"not complete JSON ({err})") from None
     if not isinstance(model, dict) or model.get('format') != MODEL_FORMAT:
         raise bad(f"not a {MODEL_FORMAT} file")
-    if model.get('names_sha256') != names_sha256:  # or held-out names would be mixed up
-        raise UserError(f"{args.load} was trained on another names file; pass its --input")
-    if model.get('seed') != args.seed:  # the seed picks the held-out names
-        raise UserError(f"{args.load} was trained with --seed {model.get('seed')}; pass --seed "
-                        f"{model.get('seed')}")
-    fields = {  # each field: does it fit, and what it must be
+    fields = {  # each field: does it fit, and what it must be (the split needs the same names)
+        'names_sha256': (lambda x: x == names_sha256, "this run's: pass --input with its names"),
+        'seed': (lambda x: x == args.seed, f"{args.seed}: pass --seed {model.get('seed')}"),
         'version': (lambda x: x == MODEL_VERSION, MODEL_VERSION),
         'hyperparameters': (lambda x: x == HYPERPARAMETERS, HYPERPARAMETERS),  # this file's
         'vocabulary': (lambda x: x == ''.join(tok.chars), repr(''.join(tok.chars))),

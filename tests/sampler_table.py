@@ -5,10 +5,13 @@ Not part of the unit tests. Each training is B:learning rate:steps. For each see
 each one (and the left-to-right twin on the same split), prints the held-out NELBO on all
 1,000 held-out names and judges 1,000 names from each sampler (tests/name_quality.py). The
 gap is how much worse than real names the precision and the recall are, added up: 0 is as
-good as real names on both axes.
+good as real names on both axes. At the default training it also judges the default sampler
+without its choice noise (surest first), the README's precision-recall row.
 
 Run: pypy3 tests/sampler_table.py --seeds 42 --json t42.json
      pypy3 tests/sampler_table.py --summarize t42.json t1.json t2.json
+The figures' data, the means over the seeds (tests/figures/plot.py draws them):
+     pypy3 tests/sampler_table.py --summarize t42.json t1.json t2.json --figure-data tests/figures/names_seen.json
 """
 import argparse
 import json
@@ -26,6 +29,7 @@ import left_to_right as l2r
 import runs
 
 SAMPLERS = ('confidence', 'random')
+NO_NOISE = 'confidence without noise'  # choice noise 0, at the default training only
 
 
 def gap(row, real):
@@ -50,9 +54,14 @@ def measure_seed(path, seed, trainings, n_samples):
         run = runs.train(path, seed, n_steps, batch_size, lr)
         tok, weights, length_probs = run.tok, run.weights, run.length_probs
         nelbo = runs.heldout_nelbo(run)
-        for sampler in SAMPLERS:
-            sample_rng = random.Random(seed)  # the same draws for both samplers, not main()'s rng
-            samples = [md.sample(tok, weights, length_probs, sample_rng, sampler=sampler)[0] for _ in range(n_samples)]
+        default = (batch_size, lr, n_steps) == (md.batch_size, md.learning_rate, md.num_steps)
+        noise = md.choice_noise
+        for sampler in SAMPLERS + ((NO_NOISE,) if default else ()):
+            sample_rng = random.Random(seed)  # the same draws for every sampler, not main()'s rng
+            md.choice_noise = 0.0 if sampler == NO_NOISE else noise
+            kind = 'confidence' if sampler == NO_NOISE else sampler
+            samples = [md.sample(tok, weights, length_probs, sample_rng, sampler=kind)[0] for _ in range(n_samples)]
+            md.choice_noise = noise
             label = f"{n_steps:,} steps of {batch_size}, lr {lr:g}, {sampler}"
             result['rows'][label] = {'nelbo': nelbo, 'row': judge.judge(samples), 'names': n_steps * batch_size,
                                      'first': samples[:12]}
@@ -81,6 +90,23 @@ def summarize(results):
                 print(f"<!-- seed {r['seed']}, {label}: {' '.join(entry['first'])} -->")
 
 
+def figure_data(results, path):
+    """Each row's means over the seeds, for tests/figures/plot.py."""
+    rows = []
+    for label in results[0]['rows']:
+        entries = [r['rows'][label] for r in results]
+        mean = lambda f: sum(f(e) for e in entries) / len(entries)
+        training, _, sampler = label.rpartition(', ')
+        rows.append({'training': training or label, 'sampler': sampler if training else None,
+                     'names': entries[0].get('names'),
+                     'nelbo': mean(lambda e: e['nelbo']) if 'nelbo' in entries[0] else None,
+                     **{f: mean(lambda e: e['row'][f]) for f in ('precision', 'recall', 'first_tv', 'distinct')}})
+    with open(path, 'w') as f:
+        json.dump({'seeds': [r['seed'] for r in results], 'default_names': md.num_steps * md.batch_size,
+                   'rows': rows}, f, indent=1)
+        f.write('\n')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--input', default='input.txt')
@@ -92,6 +118,8 @@ def main():
     parser.add_argument('--samples', type=int, default=1000)
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--summarize', nargs='+', metavar='JSON', help='only summarise results written before')
+    parser.add_argument('--figure-data', metavar='PATH', help="also write the means over the seeds to this file, "
+                                                              "for tests/figures/plot.py")
     args = parser.parse_args()
     if args.summarize:
         results = []
@@ -99,6 +127,8 @@ def main():
             with open(path) as f:
                 results.extend(json.load(f))
         summarize(results)
+        if args.figure_data:
+            figure_data(results, args.figure_data)
         return
     trainings = [(int(b), float(lr), int(n)) for b, lr, n in (t.split(':') for t in args.trainings.split(','))]
     print(f"# {sys.implementation.name} {sys.version.split()[0]}, {args.samples} names per sampler", flush=True)
@@ -107,6 +137,8 @@ def main():
         with open(args.json, 'w') as f:
             json.dump(results, f)
     summarize(results)
+    if args.figure_data:
+        figure_data(results, args.figure_data)
 
 
 if __name__ == '__main__':

@@ -141,8 +141,8 @@ class TestSaveAndLoad(Folder):
 
     def test_load_checks_the_data_the_seed_and_the_flags(self):
         self.write('other.txt', '\n'.join(NAMES[:-1]) + '\n')
-        self.assert_fails_cleanly(['--input', 'other.txt', '--load', 'model.json'], expect='trained on another names file')
-        self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], expect='pass --seed 42')
+        self.assert_fails_cleanly(['--input', 'other.txt', '--load', 'model.json'], expect="its names_sha256, ")
+        self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], expect='its seed, 42, should be 7: pass --seed 42')
         for flag in (['--num-steps', '5'], ['--batch-size', '2'], ['--save', 'again.json']):
             with self.subTest(flag=flag):
                 self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag,
