@@ -89,12 +89,14 @@ class Value:
             Value.tape.append(self)
 
     def __add__(self, other):
-        other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data + other.data, (self, other), (1.0, 1.0))
+        if isinstance(other, Value):
+            return Value(self.data + other.data, (self, other), (1.0, 1.0))
+        return Value(self.data + other, (self,), (1.0,))  # a plain number: a constant, no child
 
     def __mul__(self, other):
-        other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data * other.data, (self, other), (other.data, self.data))
+        if isinstance(other, Value):
+            return Value(self.data * other.data, (self, other), (other.data, self.data))
+        return Value(self.data * other, (self,), (other,))  # a plain number: a constant, no child
 
     def __pow__(self, exponent):  # exponent is a plain number
         return Value(self.data ** exponent, (self,), (exponent * self.data ** (exponent - 1),))
@@ -106,8 +108,8 @@ class Value:
     def log(self):
         return Value(math.log(self.data), (self,), (1.0 / self.data,))
 
-    def relu(self):
-        return Value(max(0.0, self.data), (self,), (float(self.data > 0),))
+    def relu(self):  # on, x itself (gradient 1); off, the constant 0: no node either way
+        return self if self.data > 0 else Value(0.0)
 
     # built from the ops above, so no gradient of their own; 1 - v calls v.__rsub__(1)
     def __neg__(self): return self * -1
@@ -125,8 +127,8 @@ class Value:
         return Value(sum(x.data for x in values), values, (1.0,) * len(values))
 
     @staticmethod
-    def dot(ws, xs):  # d(w.x)/d(w_i) = x_i and d(w.x)/d(x_i) = w_i
-        w_data, x_data = [w.data for w in ws], [x.data for x in xs]
+    def dot(ws, xs, x_data=None):  # d(w.x)/d(w_i) = x_i and d(w.x)/d(x_i) = w_i
+        w_data, x_data = [w.data for w in ws], x_data or [x.data for x in xs]
         return Value(sum(map(operator.mul, w_data, x_data)), ws + xs, x_data + w_data)
 
     def backward(self):
@@ -162,7 +164,7 @@ def as_floats(state_dict):  # the weights: the same matrices of plain floats, to
 
 # Let there be building blocks. Each takes Values while training (a graph is built, for
 # backward) or plain floats while sampling and evaluating (no graph, so faster). The formulas
-# are the same; only these five helpers and relu tell the two apart
+# are the same; only these five helpers, linear and relu tell the two apart
 def total(xs):  # x_1 + ... + x_n: one n-ary node for Values
     return Value.sum(xs) if isinstance(xs[0], Value) else sum(xs)
 def dot(ws, xs):  # w_1 x_1 + ... + w_n x_n: one n-ary node for Values
@@ -175,7 +177,10 @@ def data(x):  # the plain number, for comparisons that need no gradient
     return x.data if isinstance(x, Value) else x
 
 def linear(x, w):  # y = W x with no bias, as in microgpt
-    return [dot(w_row, x) for w_row in w]
+    if not isinstance(x[0], Value):
+        return [sum(map(operator.mul, w_row, x)) for w_row in w]
+    x_data = [xi.data for xi in x]  # x's numbers, read once for every row
+    return [Value.dot(w_row, x, x_data) for w_row in w]
 
 def relu(x):
     return [xi.relu() if isinstance(xi, Value) else max(0.0, xi) for xi in x]

@@ -30,7 +30,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import microdiffusion as md
+from float_reference import float_name_gradient
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +211,39 @@ def fused_nodes():
     return {'attention': attention, 'rmsnorm': rmsnorm, 'cross_entropy': cross_entropy}
 
 
-md_blocks = {name: getattr(md, name) for name in ('softmax', 'attention', 'rmsnorm', 'cross_entropy', 'dot', 'total')}
+md_blocks = {name: getattr(md, name) for name in ('softmax', 'attention', 'rmsnorm', 'cross_entropy', 'dot', 'total',
+                                                  'linear')}
+md_methods = {name: getattr(md.Value, name) for name in ('__add__', '__mul__', 'relu')}
+
+
+def before_the_last_tricks():
+    """The engine as it was before its three newest tricks: linear reads its input's numbers in
+    every row's dot product, a plain number in + or * becomes a child Value, and ReLU is a node."""
+    Value = md.Value
+    def __add__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data + other.data, (self, other), (1.0, 1.0))
+    def __mul__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data * other.data, (self, other), (other.data, self.data))
+    def relu(self):
+        return Value(max(0.0, self.data), (self,), (float(self.data > 0),))
+    linear = lambda x, w: [md.dot(w_row, x) for w_row in w]
+    return {'linear': ('block', linear), '__add__': ('method', __add__), '__mul__': ('method', __mul__),
+            'relu': ('method', relu)}
+
+
+def with_tricks_undone(undone, fn):
+    """fn, run with some of the engine's tricks undone (names from before_the_last_tricks)."""
+    def wrapped(*args):
+        for name, (kind, old) in undone.items():
+            setattr(md if kind == 'block' else md.Value, name, old)
+        try:
+            return fn(*args)
+        finally:
+            for name, (kind, _) in undone.items():
+                setattr(md if kind == 'block' else md.Value, name, (md_blocks if kind == 'block' else md_methods)[name])
+    return wrapped
 
 
 def with_blocks(blocks, fn):
@@ -290,15 +324,20 @@ def main():
                 gc.enable()
         return wrapped
 
-    binary, fused = binary_nodes(), fused_nodes()
+    binary, fused, old = binary_nodes(), fused_nodes(), before_the_last_tricks()
+    def older(fn, *keep):  # fn with the newest tricks undone, but those named in keep
+        return with_tricks_undone({k: v for k, v in old.items() if k not in keep}, fn)
     this = 'this engine'
     step_cases = (
         ('plain engine (baseline)', collector(True, plain_step)),
-        ('Value, a sorted graph, binary nodes, gc on', collector(True, with_blocks(binary, project_step(True, sorted_backward)))),
-        ('  + collector paused', collector(False, with_blocks(binary, project_step(True, sorted_backward)))),
-        ('  + n-ary sum and dot', collector(False, project_step(True, sorted_backward))),
-        ('  + the tape', collector(False, project_step(True))),
-        ('  + last layer at masked positions: ' + this, collector(False, project_step())),
+        ('Value, a sorted graph, binary nodes, gc on', collector(True, older(with_blocks(binary, project_step(True, sorted_backward))))),
+        ('  + collector paused', collector(False, older(with_blocks(binary, project_step(True, sorted_backward))))),
+        ('  + n-ary sum and dot', collector(False, older(project_step(True, sorted_backward)))),
+        ('  + the tape', collector(False, older(project_step(True)))),
+        ('  + last layer at masked positions', collector(False, older(project_step()))),
+        ('  + linear reads its input once', collector(False, older(project_step(), 'linear'))),
+        ('  + constants are not nodes', collector(False, older(project_step(), 'linear', '__add__', '__mul__'))),
+        ('  + an on ReLU is its input: ' + this, collector(False, project_step())),
         ('this engine, last layer at every position', collector(False, project_step(True))),
         ('this engine, collector on', collector(True, project_step())),
         ('this engine, a sorted graph', collector(False, project_step(False, sorted_backward))),
@@ -306,7 +345,11 @@ def main():
               for name, block in fused.items()) + (
         ('this engine + all three fused (not used)', collector(False, with_blocks(fused, project_step()))),
     )
-    reference = '  + last layer at masked positions: ' + this
+    weights_now = md.as_floats(state_dict)
+    step_cases += (('hand-written floats (tests/float_reference.py)',
+                    collector(False, lambda case: (float_name_gradient(case[0], case[1], tok, weights_now),
+                                                   counts.update({'last step': 0})))),)
+    reference = '  + an on ReLU is its input: ' + this
     canvas = [tok.MASK] * 6 + [tok.END]
     forward_cases = (
         ('forward on Values, 6 letters and END', lambda: (md.mask_predictor(canvas, tok, state_dict), md.Value.tape.clear())),
@@ -333,7 +376,7 @@ def main():
     print(f"{'one training step of one name':48s} {'median ms':>9s} {'speed-up':>9s} {'vs this':>8s} {'nodes':>7s}")
     for label, _ in step_cases:
         print(f"{label:48s} {med[label] * 1000:9.1f} {speed_up('plain engine (baseline)', label):8.1f}x "
-              f"{speed_up(reference, label):7.2f}x {counts[label]:7,d}")
+              f"{speed_up(reference, label):7.2f}x {f'{counts[label]:,}' if counts[label] else '-':>7s}")
     print(f"{'forward pass':48s} {'median ms':>9s} {'speed-up':>9s}")
     for label, _ in forward_cases:
         print(f"{label:48s} {med[label] * 1000:9.1f} {speed_up(forward_cases[0][0], label):8.1f}x")

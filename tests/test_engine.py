@@ -5,7 +5,9 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import microdiffusion as md
+from float_reference import float_name_gradient
 from microdiffusion import Value
 
 
@@ -161,6 +163,25 @@ class GradCheck(unittest.TestCase):
         logits = [0.2, -1.0, 3.0, 0.5]
         md.cross_entropy(logits, 1), md.softmax(logits), md.rmsnorm(logits)
         self.assertEqual(Value.tape, [])
+
+
+class TestFloatReference(unittest.TestCase):
+    def test_the_benchmarks_float_code_computes_name_gradients_loss_and_gradient(self):
+        # tests/benchmark.py times the engine against this hand-derived backward pass
+        import random
+        names = ['isabella', 'olivia', 'mia', 'zoe', 'christopher']
+        tok = md.Tokenizer(names)
+        state_dict = md.init_params(tok.vocab_size, random.Random(0))
+        rng = random.Random(1)
+        for _ in range(5):
+            for p in md.parameters(state_dict):
+                p.data = rng.gauss(0, 0.3)
+            clean = tok.encode(rng.choice(names))
+            noisy = md.corrupt(clean, rng.uniform(0.1, 1.0), tok, rng)
+            loss, grad = md.name_gradient(clean, noisy, tok, state_dict)
+            float_loss, float_grad = float_name_gradient(clean, noisy, tok, md.as_floats(state_dict))
+            self.assertAlmostEqual(loss, float_loss, delta=1e-10)
+            self.assertLess(max(abs(a - b) for a, b in zip(grad, float_grad)), 1e-10)
 
 
 if __name__ == '__main__':
