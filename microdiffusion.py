@@ -122,8 +122,7 @@ class Value:
 
     # two n-ary nodes, for speed: a sum or a dot product of n Values is one node, not n-1 or 2n-1
     @staticmethod
-    def sum(values):  # d(sum)/d(x_i) = 1
-        values = tuple(values)
+    def sum(values):  # d(sum)/d(x_i) = 1; values: a list or tuple
         return Value(sum(x.data for x in values), values, (1.0,) * len(values))
 
     @staticmethod
@@ -162,9 +161,8 @@ def parameters(state_dict):  # every trainable Value, once, in a fixed order
 def as_floats(state_dict):  # the weights: the same matrices of plain floats, to run with no graph
     return {name: [[p.data for p in row] for row in matrix] for name, matrix in state_dict.items()}
 
-# Let there be building blocks. Each takes Values while training (a graph is built, for
-# backward) or plain floats while sampling and evaluating (no graph, so faster). The formulas
-# are the same; only these five helpers, linear and relu tell the two apart
+# Let there be building blocks, on Values while training (a graph, for backward) or on plain
+# floats otherwise (no graph: faster). Only these five helpers, linear and relu tell them apart
 def total(xs):  # x_1 + ... + x_n: one n-ary node for Values
     return Value.sum(xs) if isinstance(xs[0], Value) else sum(xs)
 def dot(ws, xs):  # w_1 x_1 + ... + w_n x_n: one n-ary node for Values
@@ -241,8 +239,7 @@ def mask_predictor(canvas, tok, state_dict, positions=None):
 
 # Let there be noise: hide each letter behind MASK with probability t
 def noise_level(rng):
-    """t, log-uniform in [t_min, 1]: t in [0.2, 0.45] is as likely as t in [0.45, 1], so lightly
-    masked names, where most letters are visible, are seen as often as heavily masked ones."""
+    """t, log-uniform in [t_min, 1]: lightly masked names are seen as often as heavily masked."""
     return math.exp(rng.uniform(math.log(t_min), 0.0))
 
 def corrupt(clean, t, tok, rng):
@@ -282,11 +279,10 @@ class Adam:
                                      f"the training diverged")
         self.step_count += 1
         m_correction, v_correction = 1 - beta1 ** self.step_count, 1 - beta2 ** self.step_count
-        m, v = self.m, self.v
         for i, (p, g) in enumerate(zip(self.params, grad)):
-            m[i] = beta1 * m[i] + (1 - beta1) * g
-            v[i] = beta2 * v[i] + (1 - beta2) * g * g
-            m_hat, v_hat = m[i] / m_correction, v[i] / v_correction
+            self.m[i] = beta1 * self.m[i] + (1 - beta1) * g
+            self.v[i] = beta2 * self.v[i] + (1 - beta2) * g * g
+            m_hat, v_hat = self.m[i] / m_correction, self.v[i] / v_correction
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
 
 # Let there be training: each step, a batch of names hidden at noise levels of their own
@@ -389,8 +385,7 @@ def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='conf
         trace.append((step, t_next, temperature, list(canvas)))
     return tok.decode(canvas), trace
 
-# Let there be the program: the names, the model, training, the NELBO, the samples. What it
-# calls from the workshop (below the line) checks, shares, saves and prints, and does no more
+# Let there be the program; what it calls from the workshop (below) checks, shares, saves, prints
 def main(argv=None):
     with stop_report():  # a user's error, Ctrl-C or kill: one line, and an exit status
         args = parse_args(argv)  # the flags, checked; their defaults are the settings above
@@ -444,7 +439,6 @@ class UserError(Exception): pass  # something the user can fix: one line, exit s
 class Terminated(BaseException): pass  # SIGTERM: a stop, as Ctrl-C's KeyboardInterrupt is
 HERE = os.path.dirname(os.path.abspath(__file__))  # where input.txt is
 MAX_INPUT_MIB, MAX_BATCH, MAX_WEIGHT = 64, 1000, 1000.0  # far above what makes sense here
-
 def count(n, noun):  # '1 name', '2 names'
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
@@ -551,13 +545,6 @@ def stop_report():
     signal.signal(signal.SIGTERM, handlers[1])
 
 # The command line
-def whole_number(low, high=10 ** 9):  # an argparse type: a whole number from low to high
-    def parse(text):
-        if not text.strip().lstrip('-').isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"not a whole number from {low} to {high:,}: {text!r}")
-        return int(text)
-    return parse
-
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage and then the error
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -567,14 +554,19 @@ def parse_args(argv=None):
                            allow_abbrev=False)  # flags in full, as `given` below reads them
     add, cores = parser.add_argument, os.cpu_count() or 1
     def number(flag, default, low=1, high=10 ** 9, help='default %(default)s'):
-        add(flag, metavar='N', type=whole_number(low, high), default=default, help=help)
+        def whole_number(text):  # the flag's argparse type: a whole number from low to high
+            if not text.strip().lstrip('-').isdigit() or not low <= int(text) <= high:
+                raise argparse.ArgumentTypeError(
+                    f"not a whole number from {low} to {high:,}: {text!r}")
+            return int(text)
+        add(flag, metavar='N', type=whole_number, default=default, help=help)
     add('--input', metavar='PATH', default=os.path.join(HERE, 'input.txt'),
         help='one name a line; default: input.txt, beside this file')
     number('--num-steps', num_steps)
     number('--batch-size', batch_size, high=MAX_BATCH)
     number('--workers', 1 if sys.implementation.name == 'pypy' else cores, high=cores,
            help='default: one per core, the most that helps; PyPy: 1')
-    add('--seed', metavar='N', type=int, default=seed, help=f'default {seed}')
+    number('--seed', seed, -10 ** 9)
     number('--eval-names', n_heldout, 0, help='held-out names the NELBO is measured on '
            '(default %(default)s; 0 skips it)')
     number('--num-samples', num_samples, 0)
@@ -758,14 +750,13 @@ def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one J
              'learning_rate': learning_rate, 'length_probs': length_probs,
              'state_dict': as_floats(state_dict), 'rng_state': rng.getstate()}
     try:  # written beside its path, then renamed onto it: the file is whole, or not there
-        with open(beside(args.save), 'x') as f:
-            try:
+        try:
+            with open(beside(args.save), 'x') as f:
                 json.dump(model, f)
-                f.close()
-                os.replace(beside(args.save), args.save)
-            except BaseException:
+            os.replace(beside(args.save), args.save)
+        finally:  # renamed, or failed or stopped part way: nothing is left beside it
+            if os.path.exists(beside(args.save)):
                 os.unlink(beside(args.save))
-                raise
     except OSError as err:
         raise UserError(f"cannot save the model as {args.save}: {err.strerror or err}; "
                         f"nothing was written") from None
@@ -774,7 +765,6 @@ def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one J
 
 def a_number(x, low, high, kind=(int, float)):  # from JSON, and not true, false, nan or inf
     return isinstance(x, kind) and not isinstance(x, bool) and low <= x <= high
-
 def load_model(args, tok, names_sha256, state_dict, rng):
     """Checks args.load; sets state_dict, rng and args as training left them; returns p(L)."""
     def bad(why):
