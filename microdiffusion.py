@@ -778,12 +778,11 @@ def load_model(args, tok, names_sha256, state_dict, rng):
         raise bad(f"not complete JSON ({err})") from None
     if not isinstance(model, dict) or model.get('format') != MODEL_FORMAT:
         raise bad(f"not a {MODEL_FORMAT} file")
-    fields = {  # each field: does it fit, and what it must be (the split needs the same names)
+    fields = {  # each field: does it fit, and what it must be (the same names: the same split)
         'names_sha256': (lambda x: x == names_sha256, "this run's: pass --input with its names"),
         'seed': (lambda x: x == args.seed, f"{args.seed}: pass --seed {model.get('seed')}"),
         'version': (lambda x: x == MODEL_VERSION, MODEL_VERSION),
         'hyperparameters': (lambda x: x == HYPERPARAMETERS, HYPERPARAMETERS),  # this file's
-        'vocabulary': (lambda x: x == ''.join(tok.chars), repr(''.join(tok.chars))),
         'num_steps': (lambda x: a_number(x, 1, math.inf, int), 'a whole number from 1'),
         'batch_size': (lambda x: a_number(x, 1, MAX_BATCH, int), f'from 1 to {MAX_BATCH}'),
         'learning_rate': (lambda x: a_number(x, 1e-9, 10), 'a number from 1e-9 to 10'),

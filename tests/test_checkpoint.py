@@ -115,7 +115,6 @@ class TestSaveAndLoad(Folder):
             self.edited('format.json', lambda m: m.update(format='other')): 'not a microdiffusion-model file',
             self.edited('version.json', lambda m: m.update(version=2)): 'its version, 2, should be 1',
             self.edited('hyper.json', lambda m: m['hyperparameters'].update(n_embd=32)): 'its hyperparameters',
-            self.edited('vocab.json', lambda m: m.update(vocabulary='abc')): "its vocabulary, 'abc', should be",
             self.edited('shape.json', lambda m: m['state_dict']['wpe'].pop()): 'wpe is not 16 x 16',
             self.edited('ragged.json', lambda m: m['state_dict']['wte'][2].pop()): 'wte is not',
             self.edited('nan.json', set_weight(float('nan'))): 'its layer1.mlp_fc2 holds nan, not a number within ±1000',
