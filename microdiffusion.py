@@ -428,7 +428,7 @@ import gc                  # gc.disable: CPython's cycle collector, paused while
 import hashlib             # hashlib.sha256: ties a saved model to its names file
 import itertools           # itertools.combinations: every set of hidden letters, for --score
 import json                # a saved model is one JSON file
-import multiprocessing     # parent_process(), active_children(): workers never outlive the run
+import multiprocessing     # parent_process(): a worker ends when the main process has gone
 import os                  # paths, and os.replace: a file is written whole or not at all
 import signal              # Ctrl-C and SIGTERM are the main process's to handle
 import sys                 # sys.stderr, sys.exit, sys.implementation
@@ -707,11 +707,7 @@ def worker_map(n_workers, tok, state_dict):
             print(f"microdiffusion.py: note: cannot start worker processes ({err}); running in "
                   f"one process, with the same result", file=sys.stderr)
         yield pool_map if pool else map
-    except BaseException:  # a stop or an error: the workers end now, unfinished
-        for child in multiprocessing.active_children():
-            child.terminate()
-        raise
-    finally:
+    finally:  # after a stop or an error, too: the tasks under way end, the others are dropped
         if pool:
             pool.shutdown(cancel_futures=True)
         if collecting:
