@@ -58,8 +58,4 @@ def train(path, seed, num_steps=md.num_steps, batch_size=md.batch_size,
 def heldout_nelbo(run, n_names=md.n_heldout):
     """main()'s held-out NELBO per character, on the same names with the same orders."""
     names = run.heldout_names[:n_names]
-    eval_rng = random.Random(run.seed + 1)
-    eval_masks = [md.random_order_masks(name, eval_rng) for name in names]
-    bounds = [md.nelbo(name, masks, run.tok, run.weights, run.length_probs)
-              for name, masks in zip(names, eval_masks)]
-    return md.per_character(bounds, names)[0]
+    return md.heldout_nelbo(names, run.tok, run.weights, run.length_probs, random.Random(run.seed + 1))[0]

@@ -86,16 +86,16 @@ def measure_seed(path, seed, n_samples, num_steps, grid, exact_weighting=False):
             [l2r.sample(ltok, bos, lweights, sample_rng, temperature) for _ in range(n_samples)])
     print(f"<!-- seed {seed}: held-out NELBO {nelbo:.4f}, left-to-right NLL {nll:.4f}, "
           f"{time.time() - start:.0f}s -->", flush=True)
-    default = md.SAMPLERS['confidence'], md.choice_noise, md.confidence
+    default = md.temperature_start, md.temperature_end, md.choice_noise, md.confidence
     for label, measure, t_start, t_end, noise in settings(*grid):
         sampler = 'random' if label == 'random' else 'confidence'
-        md.SAMPLERS['confidence'] = (t_start, t_end, True)
+        md.temperature_start, md.temperature_end = t_start, t_end
         md.confidence, md.choice_noise = MEASURES[measure], noise
         sample_rng = random.Random(seed)  # the same draws for every setting of one model
         samples = [md.sample(tok, weights, length_probs, sample_rng, sampler=sampler)[0] for _ in range(n_samples)]
         rows[label] = judge.judge(samples)
         print(nq.row_text(f"{seed} {label}", rows[label]), flush=True)
-    md.SAMPLERS['confidence'], md.choice_noise, md.confidence = default
+    md.temperature_start, md.temperature_end, md.choice_noise, md.confidence = default
     return {'seed': seed, 'nelbo': nelbo, 'l2r_nll': nll, 'rows': rows}
 
 

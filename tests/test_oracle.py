@@ -154,6 +154,23 @@ class TestTheSchedule(unittest.TestCase):
         self.assertEqual(after, [5, 5, 5, 4, 4, 4, 3, 2, 2, 1, 0])
 
 
+class TestTheLearningRate(unittest.TestCase):
+    def test_it_falls_linearly_to_zero(self):
+        # 4 steps from 0.014: 0.014, 0.0105, 0.007, 0.0035 (by hand: 0.014 x (1 - (step - 1) / 4))
+        rates = []
+        class Recording:
+            def __init__(self, params):
+                pass
+            def step(self, grad, lr_t):
+                rates.append(lr_t)
+        state_dict = md.init_params(TOK.vocab_size, random.Random(0))
+        with mock.patch.object(md, 'Adam', Recording), contextlib.redirect_stdout(io.StringIO()):
+            md.train(state_dict, NAMES, TOK, md.length_model(NAMES), random.Random(0), 4, 2)
+        for got, want in zip(rates, [0.014, 0.0105, 0.007, 0.0035]):
+            self.assertAlmostEqual(got, want, delta=1e-15)
+        self.assertEqual(len(rates), 4)
+
+
 class TestTheDefaultRun(unittest.TestCase):
     def test_its_first_two_steps(self):
         # the losses of the default run's first two steps of 8 names (the README's run prints

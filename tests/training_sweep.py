@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import time
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,24 +31,25 @@ def time_steps(path, batch_sizes, rounds=7, names_per_round=160):
     """ms per name of a training step on this Python, one process against 2 workers, for each
     batch size: interleaved, round by round, so that a machine whose speed drifts moves every
     variant alike. Each is a run of microdiffusion.py's main() (seed: the round), timed from
-    the start of its training loop to the end of its last step. Prints the median over rounds."""
+    the start of train() to its end, without the names the progress lines show. Prints the median over rounds."""
     variants = [(b, w) for b in batch_sizes for w in (1, 2)]
     times = {v: [] for v in variants}
-    real_progress_line = md.progress_line
-    def timed_progress_line(step, n_steps, losses, start):
-        if step == n_steps:
-            elapsed.append(time.time() - start)
-        return real_progress_line(step, n_steps, losses, start)
-    md.progress_line = timed_progress_line
+    real_train = md.train
+    def timed_train(*args):
+        start = time.perf_counter()
+        losses = real_train(*args)
+        elapsed.append(time.perf_counter() - start)
+        return losses
+    no_names = lambda *args, **kwargs: ('', [])  # the progress lines' names: not training's time
     for r in range(rounds):
         for batch_size, n_workers in variants:
             elapsed = []
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), mock.patch.object(md, 'train', timed_train), \
+                    mock.patch.object(md, 'sample', no_names):
                 md.main(['--input', path, '--seed', str(r), '--num-steps', str(names_per_round // batch_size),
                          '--batch-size', str(batch_size), '--workers', str(n_workers),
                          '--eval-names', '0', '--num-samples', '0'])
             times[batch_size, n_workers].append(elapsed[0] / names_per_round)
-    md.progress_line = real_progress_line
     print(f"# {sys.implementation.name} {sys.version.split()[0]}, {os.cpu_count()} cores; "
           f"median of {rounds} interleaved rounds of {names_per_round} names")
     print("| names a step | ms per name, 1 process | ms per name, 2 workers | ms per step, 2 workers |")
