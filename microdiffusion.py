@@ -430,6 +430,7 @@ import itertools           # itertools.combinations: every set of hidden letters
 import json                # a saved model is one JSON file
 import multiprocessing     # parent_process(): a worker ends when the main process has gone
 import os                  # paths, and os.replace: a file is written whole or not at all
+import reprlib             # reprlib.repr: a field of a saved model, cut short in a message
 import signal              # Ctrl-C and SIGTERM are the main process's to handle
 import sys                 # sys.stderr, sys.exit, sys.implementation
 import threading           # the thread in each worker that watches the main process
@@ -584,7 +585,7 @@ def parse_args(argv=None):
                                 '--num-samples --denoise-steps --sampler --template')):
         unused = [other for other in others.split() if other in given]
         if flag in given and unused:
-            raise UserError(f"{flag} {does}: leave out {' and '.join(unused)}")
+            parser.error(f"{flag} {does}: leave out {' and '.join(unused)}")
     for flag in ('input', 'save', 'load'):
         if getattr(args, flag) == '':
             parser.error(f"--{flag} needs a path, not ''")
@@ -612,7 +613,7 @@ def read_names(path):
         odd = [ch for ch in name if ch in '_*.' or not ch.isprintable()]  # '_*.': marks for MASK,
         if odd:  # more letters and END in templates and traces; the rest, spacing or controls
             raise UserError(f"{path} line {line_number} holds {odd[0]!r} (U+{ord(odd[0]):04X}), "
-                            f"which a name cannot hold: only printing characters but '_*.'")
+                            f"which a name cannot hold: only printing characters, except '_*.'")
         if len(name) > max_letters:
             too_long += 1
         elif name:
@@ -724,7 +725,7 @@ def beside(path):  # the file save_model writes first, in the same folder, then 
 
 def check_save_path(path):  # fails now, not after training; --save replaces only a saved model
     if os.path.isdir(path) or path.endswith(('/', os.sep)):
-        raise UserError(f"cannot save the model as {path}: it is a folder; name a file in it")
+        raise UserError(f"cannot save the model as {path}: that names a folder; name a file")
     try:
         with open(path, encoding='utf-8') as f:
             a_model = json.load(f).get('format') == MODEL_FORMAT
@@ -786,16 +787,15 @@ def load_model(args, tok, names_sha256, state_dict, rng):
                          x[0] == 0 and all(a_number(p, 1e-12, 1) for p in x[1:]) and
                          abs(sum(x) - 1) < 1e-9, f'p(L) for L = 0..{max_letters}, p(0) = 0, '
                          f'the others above 0, summing to 1'),
-        'state_dict': (lambda x: isinstance(x, dict) and set(x) == set(state_dict),
-                       f"the matrices {', '.join(state_dict)}")}
+        'state_dict': (lambda x: isinstance(x, dict), 'the weight matrices by name')}
     for key, (fits, what) in fields.items():
         if not fits(model.get(key)):
-            raise bad(f"its {key}, {repr(model.get(key))[:40]}, should be {what}")
+            raise bad(f"its {key}, {reprlib.repr(model.get(key))}, should be {what}")
     for name, matrix in state_dict.items():
-        rows = model['state_dict'][name]
+        rows = model['state_dict'].get(name)
         if not isinstance(rows, list) or len(rows) != len(matrix) or not all(
                 isinstance(row, list) and len(row) == len(matrix[0]) for row in rows):
-            raise bad(f"its {name} is not {len(matrix)} x {len(matrix[0])}")
+            raise bad(f"its {name} is missing, or not {len(matrix)} x {len(matrix[0])}")
         for row, saved_row in zip(matrix, rows):
             for p, w in zip(row, saved_row):
                 if not a_number(w, -MAX_WEIGHT, MAX_WEIGHT):

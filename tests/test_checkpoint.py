@@ -115,13 +115,13 @@ class TestSaveAndLoad(Folder):
             self.edited('format.json', lambda m: m.update(format='other')): 'not a microdiffusion-model file',
             self.edited('version.json', lambda m: m.update(version=2)): 'its version, 2, should be 1',
             self.edited('hyper.json', lambda m: m['hyperparameters'].update(n_embd=32)): 'its hyperparameters',
-            self.edited('shape.json', lambda m: m['state_dict']['wpe'].pop()): 'wpe is not 16 x 16',
-            self.edited('ragged.json', lambda m: m['state_dict']['wte'][2].pop()): 'wte is not',
+            self.edited('shape.json', lambda m: m['state_dict']['wpe'].pop()): 'wpe is missing, or not 16 x 16',
+            self.edited('ragged.json', lambda m: m['state_dict']['wte'][2].pop()): 'wte is missing, or not',
             self.edited('nan.json', set_weight(float('nan'))): 'its layer1.mlp_fc2 holds nan, not a number within ±1000',
             self.edited('inf.json', set_weight(float('inf'))): 'holds inf, not a number within ±1000',
             self.edited('huge.json', set_weight(1e300)): 'holds 1e+300, not a number within ±1000',
             self.edited('text.json', set_weight('0.1')): "holds '0.1', not a number within",
-            self.edited('nomatrix.json', lambda m: m['state_dict'].pop('wte')): 'its state_dict, {',
+            self.edited('nomatrix.json', lambda m: m['state_dict'].pop('wte')): 'its wte is missing, or not',
             self.edited('norng.json', lambda m: m.pop('rng_state')): 'its rng_state does not load',
             self.edited('badrng.json', lambda m: m.update(rng_state=[3, [1, 2], None])): 'its rng_state does not load',
             self.edited('negrng.json', lambda m: m['rng_state'][1].__setitem__(0, -1)): 'its rng_state does not load',
@@ -144,12 +144,12 @@ class TestSaveAndLoad(Folder):
         self.assert_fails_cleanly(AFTER + ['--load', 'model.json', '--seed', '7'], expect='its seed, 42, should be 7: pass --seed 42')
         for flag in (['--num-steps', '5'], ['--batch-size', '2'], ['--save', 'again.json']):
             with self.subTest(flag=flag):
-                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag,
+                self.assert_fails_cleanly(AFTER + ['--load', 'model.json'] + flag, code=2,
                                           expect=f'--load does not train: leave out {flag[0]}')
 
     def test_a_save_path_that_cannot_be_written_fails_before_training(self):
         os.mkdir(os.path.join(self.folder, 'adir'))
-        for path, expect in (('adir', 'it is a folder'), ('newdir/', 'it is a folder'),
+        for path, expect in (('adir', 'that names a folder'), ('newdir/', 'that names a folder'),
                              ('nowhere/model.json', 'No such file or directory'),
                              ('m' * 250 + '.json', 'File name too long')):
             with self.subTest(path=path):

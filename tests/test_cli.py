@@ -294,7 +294,7 @@ class TestBadInput(Folder):
             'latin1.txt': 'is not UTF-8 text',
             'control.txt': "line 2 holds '\\x00' (U+0000), which a name cannot hold",
             'nbsp.txt': "line 1 holds '\\xa0' (U+00A0), which a name",
-            'underscore.txt': "line 2 holds '_' (U+005F), which a name cannot hold: only printing characters but '_*.'",
+            'underscore.txt': "line 2 holds '_' (U+005F), which a name cannot hold: only printing characters, except '_*.'",
             'star.txt': "line 1 holds '*' (U+002A), which",
             'dot.txt': "line 1 holds '.' (U+002E), which",
             '/dev/zero': 'is over 64 MiB',
@@ -327,7 +327,7 @@ class TestBadInput(Folder):
         for flag in (['--template', 'ma*'], ['--num-samples', '3'], ['--trace'], ['--sampler', 'random'],
                      ['--denoise-steps', '4'], ['--eval-names', '5']):
             with self.subTest(flag=flag):
-                self.assert_fails_cleanly(['--input', 'names.txt', '--score', 'emma'] + flag,
+                self.assert_fails_cleanly(['--input', 'names.txt', '--score', 'emma'] + flag, code=2,
                                           expect=f'--score prints scores, not samples: leave out {flag[0]}')
 
     def test_the_default_names_are_the_ones_beside_the_script(self):
