@@ -30,7 +30,7 @@ beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
 seed = 42              # seeds the generator of the split, the weights, training and samples
 n_heldout = 1000       # names held out (a tenth, if fewer), to measure the model on
 denoise_steps = 64     # sampling steps from t = 1 to 0: at 64, each reveals at most one letter
-SAMPLERS = ('confidence', 'random')  # surest letters first, or random order (the NELBO's)
+SAMPLERS = ('confidence', 'random')  # surest letters first, or random order (see nelbo)
 temperature_start = 1.0  # the confidence sampler's temperature at t = 1...
 temperature_end = 1.0    # ...and at t = 0 (one that falls gives surer letters, less variety)
 choice_noise = 1.0     # Gumbel noise times choice_noise * t stirs its surest-first order early on
@@ -64,7 +64,7 @@ class Tokenizer:
 
 # Let there be lengths: how long a name will be is decided first, by counting
 def length_model(names):
-    """p(L): how often the names have L letters, plus one for each L from 1 to max_letters."""
+    """p(L): the share of names with L letters, the counts add-one smoothed over 1..max_letters."""
     counts = [0] + [1] * max_letters
     for name in names:
         counts[len(name)] += 1
@@ -162,7 +162,7 @@ def as_floats(state_dict):  # the weights: the same matrices of plain floats, to
     return {name: [[p.data for p in row] for row in matrix] for name, matrix in state_dict.items()}
 
 # Let there be building blocks, on Values while training (a graph, for backward) or on plain
-# floats otherwise (no graph: faster). Only these five helpers, linear and relu tell them apart
+# floats otherwise (no graph: faster). total, dot, exp, log, data, linear, relu tell them apart
 def total(xs):  # x_1 + ... + x_n: one n-ary node for Values
     return Value.sum(xs) if isinstance(xs[0], Value) else sum(xs)
 def dot(ws, xs):  # w_1 x_1 + ... + w_n x_n: one n-ary node for Values
@@ -203,7 +203,7 @@ def cross_entropy(logits, target):  # -log softmax(logits)[target], by log-sum-e
     top = max(data(z) for z in logits)
     return log(total([exp(z - top) for z in logits])) - (logits[target] - top)
 
-# Let there be the model: a bidirectional transformer that predicts every position at once
+# Let there be the model: a bidirectional transformer that predicts the hidden letters at once
 def mask_predictor(canvas, tok, state_dict, positions=None):
     """Logits over the letters at the positions asked for (default: all), None at the others.
     state_dict holds Values while training and plain floats (as_floats) otherwise."""
@@ -213,8 +213,8 @@ def mask_predictor(canvas, tok, state_dict, positions=None):
          for pos, token in enumerate(canvas)]
     for i in range(n_layer):
         x_norm = [rmsnorm(xi) for xi in x]
-        keys = [linear(xi, state_dict[f'layer{i}.attn_wk']) for xi in x_norm]    # a key and a
-        values = [linear(xi, state_dict[f'layer{i}.attn_wv']) for xi in x_norm]  # value everywhere
+        keys = [linear(xi, state_dict[f'layer{i}.attn_wk']) for xi in x_norm]  # at every position
+        values = [linear(xi, state_dict[f'layer{i}.attn_wv']) for xi in x_norm]
         x_next = [None] * len(canvas)
         # every position feeds the next layer, but the last only finishes those asked for
         for pos in positions if i == n_layer - 1 else range(len(canvas)):
@@ -239,7 +239,7 @@ def mask_predictor(canvas, tok, state_dict, positions=None):
 
 # Let there be noise: hide each letter behind MASK with probability t
 def noise_level(rng):
-    """t, log-uniform in [t_min, 1]: lightly masked names are seen as often as heavily masked."""
+    """t, log-uniform in [t_min, 1]: as often in [0.2, 0.45] as in [0.45, 1]."""
     return math.exp(rng.uniform(math.log(t_min), 0.0))
 
 def corrupt(clean, t, tok, rng):
@@ -286,21 +286,21 @@ class Adam:
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
 
 # Let there be training: each step, a batch of names hidden at noise levels of their own
-def train(state_dict, train_names, tok, length_probs, rng, n_steps=num_steps, n_names=batch_size,
+def train(state_dict, names, tok, length_probs, rng, n_steps=num_steps, batch_size=batch_size,
           map=map):
-    """Adam on the mean loss of n_names names a step, in order, round and round; returns each
-    step's loss. map: the built-in, or a pool's (the same results). Every 100 steps, progress and
-    4 names from sample() (below), always drawn alike: only the model changes between lines."""
+    """Adam on the mean loss of batch_size names a step, in order, round and round; returns each
+    step's loss. map: the built-in, or a pool's (the same results). At steps 1, 100, 200... and
+    the last: progress, and 4 names from sample() (below), drawn alike: only the model changes."""
     optimizer = Adam(parameters(state_dict))
     losses, start = [], time.time()
     for step in range(1, n_steps + 1):
-        first = (step - 1) * n_names
-        cleans = [tok.encode(train_names[(first + i) % len(train_names)]) for i in range(n_names)]
+        first = (step - 1) * batch_size
+        cleans = [tok.encode(names[(first + i) % len(names)]) for i in range(batch_size)]
         noisies = [corrupt(clean, noise_level(rng), tok, rng) for clean in cleans]
         results = list(map(name_gradient, cleans, noisies, repeat(tok), repeat(state_dict)))
         # the mean of the names' losses, so the mean of their gradients, added in batch order
-        loss = sum(name_loss for name_loss, _ in results) / n_names
-        grad = [sum(name_grads) / n_names for name_grads in zip(*(g for _, g in results))]
+        loss = sum(name_loss for name_loss, _ in results) / batch_size
+        grad = [sum(name_grads) / batch_size for name_grads in zip(*(g for _, g in results))]
         optimizer.step(grad, learning_rate * (1 - (step - 1) / n_steps))  # lr falls linearly
         losses.append(loss)
         if step == 1 or step % 100 == 0 or step == n_steps:
@@ -314,11 +314,11 @@ def train(state_dict, train_names, tok, length_probs, rng, n_steps=num_steps, n_
     return losses
 
 # Let there be evaluation: a bound on -log p(name) for names never trained on. The 'random'
-# sampler draws L, then reveals the letters in a random order s, each at temperature 1, so
-# p(name) = p(L) E_s[prod_i p(letter s_i | the letters before it in s)]. -log is convex, so
-# (Jensen) -log p(name) <= -log p(L) + E_s[sum_i -log p(letter s_i | ...)]. While k letters
-# are hidden, the next revealed is any of the k alike: its expected cost is c_k, the mean
-# cross-entropy at k random hidden letters. So -log p(name) <= -log p(L) + c_1 + ... + c_L
+# sampler draws L, then reveals the letters one a step (at 22 denoising steps or more) in a
+# random order s, at temperature 1: p(name) = p(L) E_s[prod_i p(letter s_i | those before)].
+# -log is convex (Jensen): -log p(name) <= -log p(L) + E_s[sum_i -log p(letter s_i | ...)].
+# While k letters are hidden, the next is any of the k alike: its expected cost is c_k, the
+# mean cross-entropy at k random hidden letters. So -log p(name) <= -log p(L) + c_1 + ... + c_L
 def random_order_masks(name, rng):
     """One random order of revealing the letters: masks[k - 1] hides k, for the estimate of c_k."""
     order = rng.sample(range(len(name)), len(name))  # order[0] is revealed last
@@ -329,12 +329,13 @@ def hidden_loss(clean, masked, tok, weights):  # the loss with the masked positi
     return masked_loss(mask_predictor(noisy, tok, weights, masked), clean, masked)
 
 def nelbo(name, masks, tok, weights, length_probs):
-    """One name's NELBO in nats along one order: its mean over orders bounds -log p(name)."""
+    """-log p(L) and, for each k, the mean loss at the k letters of masks[k - 1]: one order's
+    estimate of the name's NELBO in nats, whose mean over orders bounds -log p(name)."""
     letters_nats = sum(hidden_loss(tok.encode(name), masked, tok, weights) for masked in masks)
     return -math.log(length_probs[len(name)]) + letters_nats
 
 def heldout_nelbo(names, tok, weights, length_probs, rng, map=map):
-    """The NELBO per character (L letters and END), each name along one order; each name's."""
+    """The names' NELBO per character (L letters and END), one order each; and each name's."""
     masks = [random_order_masks(name, rng) for name in names]
     bounds = list(map(nelbo, names, masks, repeat(tok), repeat(weights), repeat(length_probs)))
     return sum(bounds) / sum(len(name) + 1 for name in names), bounds
@@ -348,9 +349,8 @@ def confidence(probs, token):  # how sure the model is of the letter it drew: it
 
 def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='confidence',
            template=None):
-    """A new name, and its trace: (step, t after it, temperature, canvas), at the start and at
-    each step that changed the canvas. template (--template): letters and MASKs to start from,
-    and whether the length model may add MASKs after them."""
+    """A new name and its trace, (step, t after it, temperature, canvas) at the start and after
+    each step that changed the canvas. template: letters and MASKs, and whether more may follow."""
     if template is None:  # draw a length L, and lay out L MASKs and END
         canvas = [tok.MASK] * draw_length(length_probs, rng) + [tok.END]
     else:
@@ -391,7 +391,7 @@ def main(argv=None):
         args = parse_args(argv)  # the flags, checked; their defaults are the settings above
         lines, too_long, names_sha256 = read_names(args.input)  # lower-cased, every line checked
         names = list(dict.fromkeys(lines))  # each name once: held out means never trained on
-        rng = random.Random(args.seed)  # the run's one generator, from here to the last sample
+        rng = random.Random(args.seed)  # the split, the weights, the noise, the samples
         train_names, heldout_names = split(names, rng)
         tok = Tokenizer(names)
         length_probs = length_model(train_names)
