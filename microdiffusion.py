@@ -304,9 +304,9 @@ def train(state_dict, names, tok, length_probs, rng, n_steps=num_steps, batch_si
         optimizer.step(grad, learning_rate * (1 - (step - 1) / n_steps))  # lr falls linearly
         losses.append(loss)
         if step == 1 or step % 100 == 0 or step == n_steps:
-            weights, preview_rng, recent = as_floats(state_dict), random.Random(0), losses[-100:]
+            elapsed, recent = time.time() - start, losses[-100:]
+            weights, preview_rng = as_floats(state_dict), random.Random(0)
             names_now = [sample(tok, weights, length_probs, preview_rng)[0] for _ in range(4)]
-            elapsed = time.time() - start
             print(f"step {step:5d} / {n_steps} | loss {loss:.4f}, last {len(recent):3d} "
                   f"{sum(recent) / len(recent):.4f} | {elapsed:5.1f}s, "
                   f"{elapsed / step * (n_steps - step):5.1f}s left | {' '.join(names_now)}",
@@ -433,7 +433,7 @@ import os                  # paths, and os.replace: a file is written whole or n
 import reprlib             # reprlib.repr: a field of a saved model, cut short in a message
 import signal              # Ctrl-C and SIGTERM are the main process's to handle
 import sys                 # sys.stderr, sys.exit, sys.implementation
-import threading           # the thread in each worker that watches the main process
+import threading           # a thread in each worker that watches the main process; a backstop
 import traceback           # traceback.walk_tb: where a stop found the run
 
 class UserError(Exception): pass  # something the user can fix: one line, exit status 1
@@ -538,6 +538,9 @@ def stop_report():
         how = 'terminated' if isinstance(err, Terminated) else 'interrupted'
         wrote = f"the model was saved to {saved_to[0]}" if saved_to else "nothing was written"
         print(f"microdiffusion.py: {how}{stage(err.__traceback__)}; {wrote}", file=sys.stderr)
+        backstop = threading.Timer(3, os._exit, [143 if isinstance(err, Terminated) else 130])
+        backstop.daemon = True  # should the exit wait on a worker that is gone, end it anyway
+        backstop.start()
         sys.exit(143 if isinstance(err, Terminated) else 130)
     except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -664,15 +667,19 @@ def run_task(fn, param_data, items):  # in a worker: fn on each item, at the mai
     return [fn(*(worker_state_dict if arg is TheirStateDict else arg for arg in item))
             for item in items]
 
+@contextlib.contextmanager
+def stops_held():  # Ctrl-C and SIGTERM wait, not lost, until the pool is in a state to stop
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
 def start_workers(n_workers, vocab_size):  # a pool, its processes started now
     pool = concurrent.futures.ProcessPoolExecutor(n_workers, initializer=start_worker,
                                                   initargs=(vocab_size,))
-    # Ctrl-C and SIGTERM are held until each worker ignores them: never lost, never a worker's
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    with stops_held():  # each worker starts with them held, and then ignores them
         started = [pool.submit(int) for _ in range(n_workers)]
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     if concurrent.futures.wait(started, timeout=2).not_done:
         print(f"microdiffusion.py: note: {n_workers} workers are slow to start", file=sys.stderr)
     for future in started:
@@ -690,8 +697,9 @@ def worker_map(n_workers, tok, state_dict):
         size, param_data = min(20, -(-len(items) // n_workers)), parameters(state_dict)
         param_data = [p.data for p in param_data]
         try:
-            futures = [pool.submit(run_task, fn, param_data, items[i:i + size])
-                       for i in range(0, len(items), size)]
+            with stops_held():  # never half-way through handing out a task
+                futures = [pool.submit(run_task, fn, param_data, items[i:i + size])
+                           for i in range(0, len(items), size)]
             return [answer for future in futures for answer in future.result()]
         except concurrent.futures.BrokenExecutor:
             raise UserError("a worker process died; run again, or pass --workers 1") from None

@@ -5,6 +5,8 @@ text). For each, the repository's files (git ls-files, or the folder without .gi
 into a temporary folder, the old text of microdiffusion.py is replaced by the new, and
 `python3 -m unittest discover tests` runs there. A mutant is caught when the suite fails (or
 runs out of time); it SURVIVED when the suite still passes, which names a test worth writing.
+A timing test can fail on a busy machine: when only one or two tests failed, they are run
+again on the mutant, and if neither fails again the mutant is 'flaky?', not caught.
 
     python3 tests/mutants.py                      # every mutant, one at a time (~30 s each)
     python3 tests/mutants.py --jobs 2             # two at a time
@@ -12,7 +14,7 @@ runs out of time); it SURVIVED when the suite still passes, which names a test w
 
 The old text must occur exactly once in microdiffusion.py; a mutant whose text was edited away
 (or now occurs twice) is reported as 'stale' and skipped: update its text. Exit status 0 when
-every mutant was caught, 1 otherwise. Standard library only.
+every mutant was caught, 1 otherwise. Standard library only; POSIX (process groups).
 """
 import argparse
 import concurrent.futures
@@ -120,6 +122,7 @@ def snapshot(repo):
     return files
 
 
+RECHECK = 2  # a mutant caught by this many tests or fewer has them run again
 RUNNING_GROUPS = set()  # the process groups of the suites now running, ended on a stop
 
 
@@ -128,9 +131,11 @@ def test_name(method, where):
     return where if where.endswith('.' + method) else f'{where}.{method}'
 
 
-def run_suite(files, source, timeout):
+def run_suite(files, source, timeout, tests=None):
     """Writes the snapshot `files` with `source` as microdiffusion.py into a temporary folder
-    and runs the unit tests there: (passed, timed out, failed tests in order, seconds)."""
+    and runs the unit tests there (all, as discover finds them, or only `tests`, by the names
+    discover gives them): (passed, timed out, failed tests in order, seconds, killed), killed
+    the number of a signal from elsewhere that ended the suite (that is no catch), else 0."""
     folder = tempfile.mkdtemp(prefix='mutant-')
     try:
         for path, content in files.items():
@@ -141,17 +146,22 @@ def run_suite(files, source, timeout):
         start = time.time()
         with open(log_path, 'wb') as log:
             # a session of its own: a timeout ends the suite and every process it started
-            process = subprocess.Popen([sys.executable, '-m', 'unittest', 'discover', '-v', 'tests'],
-                                       cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+            command = ['discover', '-v', 'tests'] if tests is None else ['-v'] + list(tests)
+            process = subprocess.Popen([sys.executable, '-m', 'unittest'] + command,
+                                       cwd=folder if tests is None else os.path.join(folder, 'tests'),
+                                       stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True,
                                        env=dict(os.environ, PYTHONDONTWRITEBYTECODE='1'))
             RUNNING_GROUPS.add(process.pid)
-            try:
-                code, timed_out = process.wait(timeout), False
-            except subprocess.TimeoutExpired:
-                timed_out = True
+            try:  # wait for its end, but leave it unreaped: its group's id stays its own
+                timed_out, deadline = True, start + timeout
+                while time.time() < deadline:
+                    if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                        timed_out = False
+                        break
+                    time.sleep(0.2)
             finally:
-                kill_group(process.pid)  # the suite's leftovers too, however it ended
+                kill_group(process.pid)  # on a timeout or a stop, and the suite's leftovers
                 RUNNING_GROUPS.discard(process.pid)
                 code = process.wait()
         seconds = time.time() - start
@@ -169,7 +179,8 @@ def run_suite(files, source, timeout):
                 failed.append(test_name(method, where))
         if timed_out and current:
             failed.append(f'(running: {current})')
-        return code == 0 and not timed_out, timed_out, failed, seconds
+        killed = -code if code < 0 and not timed_out else 0  # the signal's number
+        return code == 0 and not timed_out, timed_out, failed, seconds, killed
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -188,10 +199,19 @@ def main(argv=None):
     parser.add_argument('--timeout', type=float, default=240, metavar='S',
                         help='seconds per suite; a mutant that runs out of time counts as caught (default 240)')
     parser.add_argument('--repo', default=default_repo(), help='the repository (default: the one this file is in)')
+    parser.add_argument('--memory', type=float, default=4, metavar='GIB',
+                        help='address space of each process of a suite, in GiB; 0: no limit (default 4)')
     parser.add_argument('--no-baseline', action='store_true', help='skip the run of the unmutated code')
+    parser.add_argument('--no-recheck', action='store_true',
+                        help="do not rerun the failing tests of a mutant that few tests caught")
     parser.add_argument('--list', action='store_true', help='list the mutants and stop')
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # the cleanup runs
+    if args.memory:  # a mutant that makes memory grow (a tape never cleared) fails, not the machine
+        import resource
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = int(args.memory * 2 ** 30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
     names = [name for name, _, _ in MUTANTS]
     assert len(set(names)) == len(names), 'two mutants share a name'
     if args.list:
@@ -229,7 +249,10 @@ def main(argv=None):
 
     if not args.no_baseline:
         print(f'baseline: the unmutated suite in a copy of {args.repo} ...', file=sys.stderr, flush=True)
-        passed, timed_out, failed, seconds = run_suite(files, source, args.timeout)
+        passed, timed_out, failed, seconds, killed = run_suite(files, source, args.timeout)
+        if killed:
+            print(f'mutants.py: the unmutated suite was killed by signal {killed}', file=sys.stderr)
+            return 2
         if not passed:
             print(f"mutants.py: the unmutated suite fails ({'timeout' if timed_out else ', '.join(failed[:3])}); "
                   f"fix it first, or every mutant looks caught", file=sys.stderr)
@@ -237,16 +260,28 @@ def main(argv=None):
         print(f'baseline: passes in {seconds:.0f} s', file=sys.stderr, flush=True)
 
     def run_one(item):
+        """The suite on a mutant. A timing test can fail on a busy machine, so a mutant that
+        at most RECHECK tests caught has those tests run again: if none fails again, it is
+        'flaky?', not caught."""
         name, mutated = item
-        return name, run_suite(files, mutated, args.timeout)
+        passed, timed_out, failed, seconds, killed = run_suite(files, mutated, args.timeout)
+        again = None
+        if not passed and not timed_out and not killed and 0 < len(failed) <= RECHECK and not args.no_recheck:
+            ids = sorted({test.removesuffix('.setUpClass') for test in failed})  # a class: all of it
+            again = run_suite(files, mutated, args.timeout, ids)[2]
+        return name, (passed, timed_out, failed, seconds, again, killed)
 
     pool = concurrent.futures.ThreadPoolExecutor(max(1, args.jobs))
     try:
         futures = [pool.submit(run_one, item) for item in runnable]
         for future in concurrent.futures.as_completed(futures):
-            name, (passed, timed_out, failed, seconds) = future.result()
-            if passed:
+            name, (passed, timed_out, failed, seconds, again, killed) = future.result()
+            if killed:  # not the mutant's doing: run it again later
+                rows[name] = ('killed', 'the suite was killed by a signal from elsewhere: not counted')
+            elif passed:
                 rows[name] = ('SURVIVED', '')
+            elif again == []:
+                rows[name] = ('flaky?', f"failed once, passed on a rerun: {', '.join(failed)}")
             else:
                 shown = ', '.join(failed[:3]) + (f' (+{len(failed) - 3} more)' if len(failed) > 3 else '')
                 rows[name] = ('caught', (f'TIMEOUT after {args.timeout:.0f} s; ' if timed_out else '') + shown)
@@ -262,10 +297,12 @@ def main(argv=None):
     for name, _, _ in chosen:
         result, detail = rows[name]
         print(f'{name:{width}}  {result:8}  {detail}')
-    ran = [name for name, _, _ in chosen if rows[name][0] in ('caught', 'SURVIVED')]
+    ran = [name for name, _, _ in chosen if rows[name][0] in ('caught', 'SURVIVED', 'flaky?')]
     caught = sum(rows[name][0] == 'caught' for name in ran)
+    flaky = sum(rows[name][0] == 'flaky?' for name in ran)
     skipped = len(chosen) - len(ran)
-    print(f'caught {caught} of {len(ran)}' + (f' ({skipped} stale or invalid, not run)' if skipped else ''))
+    print(f'caught {caught} of {len(ran)}' + (f'; {flaky} flaky? (a failure that did not repeat)' if flaky else '')
+          + (f'; {skipped} stale, invalid or killed, not counted' if skipped else ''))
     return 0 if caught == len(ran) and not skipped else 1
 
 

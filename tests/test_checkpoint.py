@@ -172,7 +172,7 @@ class TestSaveAndLoad(Folder):
     def test_a_stop_after_saving_names_the_saved_model(self):
         args = ['--input', 'names.txt', '--num-steps', '10', '--batch-size', '1', '--workers', '1',
                 '--save', 'new.json', '--num-samples', '100000', '--eval-names', '0']
-        code, stderr, left = self.stop_run(args, signal.SIGTERM, wait=1.5)
+        code, stderr, left = self.stop_run(args, signal.SIGTERM, after='saved the model', wait=0.2)
         self.assertEqual((code, left), (143, []))
         self.assertEqual(stderr, 'microdiffusion.py: terminated while sampling; the model was saved to new.json\n')
         with open(os.path.join(self.folder, 'new.json')) as f:

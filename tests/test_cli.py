@@ -130,7 +130,7 @@ class Folder(unittest.TestCase):
                 else:
                     os.kill(process.pid, sig)
             _, stderr = process.communicate(timeout=60)
-            self.assertLess(time.time() - started, 3 + sum(again), 'the run took long to stop')
+            self.assertLess(time.time() - started, 5 + sum(again), 'the run took long to stop')
             deadline = time.time() + 2
             while group_members(process.pid) and time.time() < deadline:
                 time.sleep(0.05)

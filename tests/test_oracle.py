@@ -141,6 +141,35 @@ class TestTheRanking(unittest.TestCase):
         self.assertEqual(self.first_revealed('random', [0.5, 0.0]), [0])
 
 
+class TestTheTemperature(unittest.TestCase):
+    def test_letters_are_drawn_from_softmax_of_the_logits_over_the_temperature(self):
+        # fixed logits 1, 0.5, -0.5, 0, ...: at T the letter c comes with exp(z_c / T) / sum, by hand
+        z = [1.0, 0.5, -0.5] + [0.0] * (len(TOK.chars) - 3)
+        model = lambda canvas, tok, weights, positions=None: [list(z) for _ in canvas]
+        for temperature in (0.5, 2.0):
+            with mock.patch.object(md, 'mask_predictor', model), \
+                    mock.patch.object(md, 'temperature_start', temperature), \
+                    mock.patch.object(md, 'temperature_end', temperature):
+                rng, n = random.Random(1), 4000
+                letters = [md.sample(TOK, None, None, rng, 1, 'confidence', ([TOK.MASK], False))[0]
+                           for _ in range(n)]
+            total = sum(math.exp(v / temperature) for v in z)
+            for c in range(3):
+                p = math.exp(z[c] / temperature) / total
+                self.assertAlmostEqual(letters.count(TOK.chars[c]) / n, p,
+                                       delta=4 * math.sqrt(p * (1 - p) / n), msg=(temperature, c))
+
+
+class TestTheSplit(unittest.TestCase):
+    def test_the_held_out_names_are_a_random_tenth(self):
+        # a name anywhere in the file, first or last, is held out about one time in ten
+        names = [f'n{i:03d}' for i in range(200)]
+        held = [md.split(names, random.Random(seed))[1] for seed in range(300)]
+        self.assertTrue(all(len(h) == 20 for h in held))
+        for name in names[:20] + names[-20:]:
+            self.assertAlmostEqual(sum(name in h for h in held) / 300, 0.1, delta=0.07, msg=name)
+
+
 class TestTheSchedule(unittest.TestCase):
     def test_hidden_letters_after_each_step_by_hand(self):
         # 5 letters, 10 steps: 5 cos(pi s / 20) for s = 1..10 is 4.94, 4.76, 4.46, 4.05, 3.54,

@@ -63,18 +63,6 @@ class TestSampler(unittest.TestCase):
                         self.assertEqual(name, TOK.decode(previous))
                         self.assertEqual(len(name), n_letters)
 
-    def test_the_shortcut_would_commit_every_letter_in_the_first_steps(self):
-        # why sample() keeps round(n_hidden * t_next) hidden: keeping int(n_masked * t_next / t)
-        # hidden at each step would commit one letter at each of the first L steps, at t near 1
-        for n_letters in range(1, md.block_size):
-            n_masked, committed_at = n_letters, []
-            for step in range(1, 65):
-                t, s = md.cosine_noise(step - 1, 64), md.cosine_noise(step, 64)
-                keep = int(n_masked * s / t)
-                committed_at += [step] * (n_masked - keep)
-                n_masked = keep
-            self.assertEqual(committed_at, list(range(1, n_letters + 1)), n_letters)
-
     @mock.patch.object(md, 'temperature_end', 0.8)  # a temperature that falls
     def test_temperatures_at_the_first_and_the_last_letter(self):
         # with 64 steps a name of 2 to 15 letters gets its first letter at a temperature of 0.95
