@@ -56,7 +56,7 @@ MUTANTS = [
      'm_hat, v_hat = self.m[i], self.v[i]'),
     ('adam-betas-swapped', 'beta1, beta2, eps_adam = 0.85, 0.99', 'beta1, beta2, eps_adam = 0.99, 0.85'),
     ('lr-no-decay', 'learning_rate * (1 - (step - 1) / n_steps)', 'learning_rate'),
-    ('grad-not-averaged', 'grad = [sum(name_grads) / n_names', 'grad = [sum(name_grads)'),
+    ('grad-not-averaged', 'grad = [sum(name_grads) / batch_size', 'grad = [sum(name_grads)'),
     # the sampler
     ('least-sure-first', 'sorted(masked, key=priority.get, reverse=True)', 'sorted(masked, key=priority.get)'),
     ('gumbel-grows', 'choice_noise * t * gumbel', 'choice_noise * (1 - t) * gumbel'),
