@@ -385,7 +385,7 @@ def sample(tok, weights, length_probs, rng, n_steps=denoise_steps, sampler='conf
         trace.append((step, t_next, temperature, list(canvas)))
     return tok.decode(canvas), trace
 
-# Let there be the program; what it calls from the workshop (below) checks, shares, saves, prints
+# Let there be the program: names, model, training, NELBO, samples; the workshop does the rest
 def main(argv=None):
     with stop_report():  # a user's error, Ctrl-C or kill: one line, and an exit status
         args = parse_args(argv)  # the flags, checked; their defaults are the settings above
@@ -415,7 +415,7 @@ def main(argv=None):
                                                  random.Random(args.seed + 1), map_)
                 print_nelbo(per_char, bounds, eval_names)
         samples = (sample(tok, weights, length_probs, rng, args.denoise_steps, args.sampler,
-                          template) for _ in range(args.num_samples))
+                          template) for _ in range(args.num_samples))  # drawn as printed
         print_samples(samples, args, train_names, names, tok)
 
 # ---------------------------------------------------------------------------------------------
