@@ -28,17 +28,16 @@ batch_size = 8         # ...of 8 names each, their gradients averaged: 8,600 nam
 learning_rate = 0.014  # Adam's, decaying linearly towards 0
 beta1, beta2, eps_adam = 0.85, 0.99, 1e-8
 seed = 42              # seeds the generator of the split, the weights, training and samples
-n_heldout = 1000       # names held out (a tenth, if fewer), to measure the model on
+n_heldout = 1000       # names held out to measure the model on (a tenth, if that is fewer)
 denoise_steps = 64     # sampling steps from t = 1 to 0: at 64, each reveals at most one letter
 SAMPLERS = ('confidence', 'random')  # surest letters first, or random order (see nelbo)
 temperature_start = 1.0  # the confidence sampler's temperature at t = 1...
 temperature_end = 1.0    # ...and at t = 0 (one that falls gives surer letters, less variety)
 choice_noise = 1.0     # Gumbel noise times choice_noise * t stirs its surest-first order early on
 num_samples = 20       # names printed at the end
-score_sets = 200       # --score: the most sets of k hidden letters it averages over, for each k
 max_letters = block_size - 1
 
-# Let there be data: names, each once, 1,000 (or a tenth) held out to measure the model on
+# Let there be data: the names, each once (main sees to it), 1,000 held out to measure on
 def split(names, rng):
     names = list(names)
     rng.shuffle(names)
@@ -74,7 +73,7 @@ def draw_length(length_probs, rng, shortest=1):
     """A length L from p(L), among L >= shortest (for a template: its letters and holes)."""
     return rng.choices(range(shortest, len(length_probs)), weights=length_probs[shortest:])[0]
 
-# Let there be autograd: a scalar Value that remembers how it was made
+# Let there be autograd: microgpt's scalar Value, with a tape and two n-ary nodes
 class Value:
     """A number, its gradient, and how it was made: its children, and its local gradients."""
     __slots__ = ('data', 'grad', '_children', '_local_grads')
@@ -161,7 +160,7 @@ def parameters(state_dict):  # every trainable Value, once, in a fixed order
 def as_floats(state_dict):  # the weights: the same matrices of plain floats, to run with no graph
     return {name: [[p.data for p in row] for row in matrix] for name, matrix in state_dict.items()}
 
-# Let there be building blocks, on Values while training (a graph, for backward) or on plain
+# Let there be microgpt's building blocks, on Values while training (a graph, for backward) or
 # floats otherwise (no graph: faster). total, dot, exp, log, data, linear, relu tell them apart
 def total(xs):  # x_1 + ... + x_n: one n-ary node for Values
     return Value.sum(xs) if isinstance(xs[0], Value) else sum(xs)
@@ -265,7 +264,7 @@ def name_gradient(clean, noisy, tok, state_dict):
         p.grad = 0.0
     return loss.data, grad
 
-# Let there be Adam
+# Let there be Adam, microgpt's, the gradient handed in as a list
 class Adam:
     def __init__(self, params):
         self.params, self.step_count = params, 0
@@ -313,12 +312,12 @@ def train(state_dict, names, tok, length_probs, rng, n_steps=num_steps, batch_si
                   flush=True)
     return losses
 
-# Let there be evaluation: a bound on -log p(name) for names never trained on. The 'random'
-# sampler draws L, then reveals the letters one a step (at 22 denoising steps or more) in a
-# random order s, at temperature 1: p(name) = p(L) E_s[prod_i p(letter s_i | those before)].
-# -log is convex (Jensen): -log p(name) <= -log p(L) + E_s[sum_i -log p(letter s_i | ...)].
-# While k letters are hidden, the next is any of the k alike: its expected cost is c_k, the
-# mean cross-entropy at k random hidden letters. So -log p(name) <= -log p(L) + c_1 + ... + c_L
+# Let there be evaluation: a bound on -log p(name) for names never trained on. Call c_k the
+# mean cross-entropy at k random hidden letters of the name. The 'random' sampler draws L, then
+# reveals one letter a step (at 22 denoising steps or more) in a random order s, at temperature
+# 1: p(name) = p(L) E_s[prod_i p(letter s_i | those before)]. -log is convex (Jensen), so
+# -log p(name) <= -log p(L) + E_s[sum_i -log p(letter s_i | ...)]. With k letters hidden, the
+# next is any of the k alike, at expected cost c_k: -log p(name) <= -log p(L) + c_1 + ... + c_L
 def random_order_masks(name, rng):
     """One random order of revealing the letters: masks[k - 1] hides k, for the estimate of c_k."""
     order = rng.sample(range(len(name)), len(name))  # order[0] is revealed last
@@ -329,8 +328,8 @@ def hidden_loss(clean, masked, tok, weights):  # the loss with the masked positi
     return masked_loss(mask_predictor(noisy, tok, weights, masked), clean, masked)
 
 def nelbo(name, masks, tok, weights, length_probs):
-    """-log p(L) and, for each k, the mean loss at the k letters of masks[k - 1]: one order's
-    estimate of the name's NELBO in nats, whose mean over orders bounds -log p(name)."""
+    """-log p(L) plus, for each k, the mean loss at the k letters of masks[k - 1]: one number, one
+    order's estimate of the name's NELBO in nats, whose mean over orders bounds -log p(name)."""
     letters_nats = sum(hidden_loss(tok.encode(name), masked, tok, weights) for masked in masks)
     return -math.log(length_probs[len(name)]) + letters_nats
 
@@ -396,7 +395,7 @@ def main(argv=None):
         tok = Tokenizer(names)
         length_probs = length_model(train_names)
         state_dict = init_params(tok.vocab_size, rng)
-        template = check_flags(args, tok)  # a bad flag fails now, if at all
+        template = check_flags(args, tok)  # a bad --save, --score or --template fails now
         print_counts(lines, names, too_long, train_names, heldout_names, tok, state_dict)
         with worker_map(args.workers, tok, state_dict) as map_:  # the built-in map, or a pool's
             if args.load:  # the weights, lengths and generator as a --save left them
@@ -465,10 +464,9 @@ def print_samples(samples, args, train_names, names, tok):  # marked if real; --
     trained_on = set(train_names[:args.num_steps * args.batch_size])  # read in order
     print(f"--- {count(args.num_samples, 'sample')} ({args.sampler} sampler, "
           f"{args.denoise_steps} denoising steps) ---")
-    marks, real_names = [], set(names)
+    marks, traces, real_names = [], [], set(names)
     for n, (name, trace) in enumerate(samples, 1):
-        if n == 1:
-            first_trace = trace
+        traces.append(trace)
         marks.append('trained on' if name in trained_on else
                      'real, never trained on' if name in real_names else '')
         print(f"sample {n:2d}: {name}" + (f"  ({marks[-1]})" if marks[-1] else ''))
@@ -477,18 +475,18 @@ def print_samples(samples, args, train_names, names, tok):  # marked if real; --
     if args.trace:
         print("--- how sample 1 emerged ('_' is MASK, '.' is END; t after each step) ---\n"
               " step      t  temp  canvas")
-        for step, t, temperature, canvas in first_trace:
+        for step, t, temperature, canvas in traces[0]:
             temp = '    -' if temperature is None else f"{temperature:5.2f}"
             print(f"{step:5d}  {t:.3f} {temp}  {tok.decode(canvas)}.")
 
+score_sets = 200  # the most sets of k hidden letters score() averages over, for each k
 def score(name, tok, weights, length_probs):
     """The NELBO over every order: -log p(L), and c_1 + ... + c_L, c_k over all sets of k hidden."""
     clean, rng = tok.encode(name), random.Random(name)  # a name's score depends on nothing else
     letters_nats = 0.0
     for k in range(1, len(name) + 1):
         hidden_sets = list(itertools.combinations(range(len(name)), k))
-        if len(hidden_sets) > score_sets:
-            hidden_sets = rng.sample(hidden_sets, score_sets)
+        hidden_sets = rng.sample(hidden_sets, min(score_sets, len(hidden_sets)))  # all, or some
         letters_nats += sum(hidden_loss(clean, masked, tok, weights)
                             for masked in hidden_sets) / len(hidden_sets)
     return -math.log(length_probs[len(name)]), letters_nats
@@ -503,9 +501,9 @@ def print_scores(names, tok, weights, length_probs):  # --score
 
 # Stops: one line for an error the user can fix, and for Ctrl-C or SIGTERM however many come
 saved_to = []  # where save_model wrote the model, for that line
-STAGES = {'start_workers': 'while starting worker processes', 'load_model': 'while loading',
-          'save_model': 'while saving', 'heldout_nelbo': 'during the held-out evaluation',
-          'print_scores': 'while scoring', 'sample': 'while sampling'}
+STAGES = {'load_model': 'while loading', 'save_model': 'while saving',
+          'heldout_nelbo': 'during the held-out evaluation', 'print_scores': 'while scoring',
+          'sample': 'while sampling'}
 
 def stage(trace_back):  # the outermost stage of the program that the stop found running
     for frame, _ in traceback.walk_tb(trace_back):
@@ -571,8 +569,7 @@ def parse_args(argv=None):
     number('--workers', 1 if sys.implementation.name == 'pypy' else cores, high=cores,
            help='default: one per core, the most that helps; PyPy: 1')
     number('--seed', seed, -10 ** 9)
-    number('--eval-names', n_heldout, 0, help='held-out names the NELBO is measured on '
-           '(default %(default)s; 0 skips it)')
+    number('--eval-names', n_heldout, 0, help='held-out names for the NELBO (default %(default)s)')
     number('--num-samples', num_samples, 0)
     number('--denoise-steps', denoise_steps)
     add('--sampler', choices=SAMPLERS, default='confidence', help='default confidence')
@@ -600,21 +597,20 @@ def read_names(path):
     try:
         with open(path, 'rb') as f:
             raw = f.read(MAX_INPUT_MIB * 2 ** 20 + 1)  # not all of /dev/zero
+        if len(raw) > MAX_INPUT_MIB * 2 ** 20:
+            raise UserError(f"{path} is over {MAX_INPUT_MIB} MiB: not a list of names")
         text = raw.decode('utf-8-sig')  # -sig: a byte-order mark (Windows) is dropped
     except OSError as err:  # missing, a directory, not allowed...
         if path == os.path.join(HERE, 'input.txt') and isinstance(err, FileNotFoundError):
-            raise UserError(f"input.txt is missing from {HERE}: `git checkout input.txt` brings "
-                            f"it back; or pass --input PATH") from None
+            raise UserError(f"{path} is missing: git checkout input.txt, or pass --input") from None
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
-    if len(raw) > MAX_INPUT_MIB * 2 ** 20:
-        raise UserError(f"{path} is over {MAX_INPUT_MIB} MiB: not a list of names")
     names, too_long = [], 0
     for line_number, line in enumerate(text.splitlines(), 1):
         name = line.strip().lower()
         odd = [ch for ch in name if ch in '_*.' or not ch.isprintable()]  # '_*.': marks for MASK,
-        if odd:  # more letters and END in templates and traces; the rest, spacing or controls
+        if odd:  # more letters and END in templates and traces; others: tabs, odd spaces, controls
             raise UserError(f"{path} line {line_number} holds {odd[0]!r} (U+{ord(odd[0]):04X}), "
                             f"which a name cannot hold: only printing characters, except '_*.'")
         if len(name) > max_letters:
@@ -622,8 +618,7 @@ def read_names(path):
         elif name:
             names.append(name)
     if not names:
-        detail = f" ({too_long} longer than {max_letters} characters)" if too_long else ""
-        raise UserError(f"{path} contains no usable names{detail}; give one name per line")
+        raise UserError(f"{path} contains no names of 1 to {max_letters} characters, one a line")
     return names, too_long, hashlib.sha256(raw).hexdigest()
 
 def check_flags(args, tok):
@@ -664,8 +659,7 @@ def exit_with_parent():
 def run_task(fn, param_data, items):  # in a worker: fn on each item, at the main's weights
     for p, number in zip(parameters(worker_state_dict), param_data):
         p.data = number
-    return [fn(*(worker_state_dict if arg is TheirStateDict else arg for arg in item))
-            for item in items]
+    return [fn(*(worker_state_dict if a is TheirStateDict else a for a in item)) for item in items]
 
 @contextlib.contextmanager
 def stops_held():  # Ctrl-C and SIGTERM wait, not lost, until the pool is in a state to stop
@@ -675,17 +669,6 @@ def stops_held():  # Ctrl-C and SIGTERM wait, not lost, until the pool is in a s
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
-def start_workers(n_workers, vocab_size):  # a pool, its processes started now
-    pool = concurrent.futures.ProcessPoolExecutor(n_workers, initializer=start_worker,
-                                                  initargs=(vocab_size,))
-    with stops_held():  # each worker starts with them held, and then ignores them
-        started = [pool.submit(int) for _ in range(n_workers)]
-    if concurrent.futures.wait(started, timeout=2).not_done:
-        print(f"microdiffusion.py: note: {n_workers} workers are slow to start", file=sys.stderr)
-    for future in started:
-        future.result()  # one that cannot start fails here
-    return pool
-
 @contextlib.contextmanager
 def worker_map(n_workers, tok, state_dict):
     """The run's map: the built-in, or with 2 workers or more, theirs."""
@@ -694,25 +677,26 @@ def worker_map(n_workers, tok, state_dict):
                  for item in zip(*iterables)]  # the state dict goes as its weights, below
         if len(items) < 2:  # not worth sending
             return list(map(fn, *iterables))
-        size, param_data = min(20, -(-len(items) // n_workers)), parameters(state_dict)
-        param_data = [p.data for p in param_data]
+        size = min(20, -(-len(items) // n_workers))
+        param_data = [p.data for p in parameters(state_dict)]
         try:
-            with stops_held():  # never half-way through handing out a task
+            with stops_held():  # never half-way through handing out a task or starting a worker
                 futures = [pool.submit(run_task, fn, param_data, items[i:i + size])
                            for i in range(0, len(items), size)]
             return [answer for future in futures for answer in future.result()]
         except concurrent.futures.BrokenExecutor:
             raise UserError("a worker process died; run again, or pass --workers 1") from None
-        except Exception as err:  # raised in a worker, and passed on
+        except Exception as err:  # raised in a worker (or in starting one), and passed on
             raise UserError(f"a worker process failed: {type(err).__name__}: {err}") from None
     collecting, pool = gc.isenabled(), None
     if sys.implementation.name == 'cpython':
         gc.disable()  # meanwhile: no graph holds a cycle, so reference counting frees them all
     try:
-        try:
-            pool = start_workers(n_workers, tok.vocab_size) if n_workers > 1 else None
-        except (OSError, ImportError, NotImplementedError, AttributeError,
-                concurrent.futures.BrokenExecutor) as err:
+        try:  # with 2 workers or more, a pool: they start with its first task
+            if n_workers > 1:
+                pool = concurrent.futures.ProcessPoolExecutor(
+                    n_workers, initializer=start_worker, initargs=(tok.vocab_size,))
+        except (OSError, ImportError, NotImplementedError) as err:
             print(f"microdiffusion.py: note: cannot start worker processes ({err}); running in "
                   f"one process, with the same result", file=sys.stderr)
         yield pool_map if pool else map
@@ -728,20 +712,17 @@ HYPERPARAMETERS = {'n_layer': n_layer, 'n_embd': n_embd, 'block_size': block_siz
                    'n_head': n_head, 'mlp_hidden': mlp_hidden}
 
 def beside(path):  # the file save_model writes first, in the same folder, then renames
-    folder, name = os.path.split(os.path.abspath(path))
+    folder, name = os.path.split(path)
     return os.path.join(folder, f'.{name}.{os.getpid()}.tmp')
 
 def check_save_path(path):  # fails now, not after training; --save replaces only a saved model
-    if os.path.isdir(path) or path.endswith(('/', os.sep)):
-        raise UserError(f"cannot save the model as {path}: that names a folder; name a file")
     try:
         with open(path, encoding='utf-8') as f:
             a_model = json.load(f).get('format') == MODEL_FORMAT
-    except (OSError, ValueError, AttributeError):  # not there, not JSON, or not an object
+    except (OSError, ValueError, AttributeError):  # missing, unreadable, not JSON, or not an object
         a_model = not os.path.exists(path)
     if not a_model:
-        raise UserError(f"cannot save the model as {path}: it is there already and is not a "
-                        f"saved model (--save replaces only those); choose another path")
+        raise UserError(f"cannot save the model as {path}: it is there, and not a saved model")
     try:  # the file save_model writes first, its name longer than path's: can it be made?
         open(beside(path), 'x').close()
         os.unlink(beside(path))
@@ -754,17 +735,15 @@ def save_model(args, tok, state_dict, length_probs, rng, names_sha256):  # one J
              'num_steps': args.num_steps, 'batch_size': args.batch_size,
              'learning_rate': learning_rate, 'length_probs': length_probs,
              'state_dict': as_floats(state_dict), 'rng_state': rng.getstate()}
-    try:  # written beside its path, then renamed onto it: the file is whole, or not there
-        try:
-            with open(beside(args.save), 'x') as f:
-                json.dump(model, f)
-            os.replace(beside(args.save), args.save)
-        finally:  # renamed, or failed or stopped part way: nothing is left beside it
-            if os.path.exists(beside(args.save)):
-                os.unlink(beside(args.save))
+    try:  # written beside its path, then renamed onto it: the file is whole, or as it was
+        with open(beside(args.save), 'x') as f:
+            json.dump(model, f)
+        os.replace(beside(args.save), args.save)
     except OSError as err:
-        raise UserError(f"cannot save the model as {args.save}: {err.strerror or err}; "
-                        f"nothing was written") from None
+        raise UserError(f"cannot save the model as {args.save}: {err.strerror or err}") from None
+    finally:  # renamed, or failed or stopped part way: nothing is left beside it
+        if os.path.exists(beside(args.save)):
+            os.unlink(beside(args.save))
     saved_to.append(args.save)
     print(f"saved the model to {args.save} ({os.path.getsize(args.save) / 1024:,.0f} KiB)")
 
@@ -790,7 +769,6 @@ def load_model(args, tok, names_sha256, state_dict, rng):
         'hyperparameters': (lambda x: x == HYPERPARAMETERS, HYPERPARAMETERS),  # this file's
         'num_steps': (lambda x: a_number(x, 1, math.inf, int), 'a whole number from 1'),
         'batch_size': (lambda x: a_number(x, 1, MAX_BATCH, int), f'from 1 to {MAX_BATCH}'),
-        'learning_rate': (lambda x: a_number(x, 1e-9, 10), 'a number from 1e-9 to 10'),
         'length_probs': (lambda x: isinstance(x, list) and len(x) == max_letters + 1 and
                          x[0] == 0 and all(a_number(p, 1e-12, 1) for p in x[1:]) and
                          abs(sum(x) - 1) < 1e-9, f'p(L) for L = 0..{max_letters}, p(0) = 0, '
@@ -815,8 +793,7 @@ def load_model(args, tok, names_sha256, state_dict, rng):
     except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise bad(f"its rng_state does not load ({type(err).__name__}: {err})") from None
     args.num_steps, args.batch_size = model['num_steps'], model['batch_size']
-    print(f"loaded {args.load}: {args.num_steps:,} steps of {args.batch_size} names, "
-          f"learning rate {model['learning_rate']:g}")
+    print(f"loaded {args.load}: trained {args.num_steps:,} steps of {args.batch_size} names")
     return [float(p) for p in model['length_probs']]
 
 if __name__ == '__main__':

@@ -47,7 +47,7 @@ class TestSaveAndLoad(Folder):
     def test_load_prints_the_same_nelbo_and_names(self):
         loaded = run_script(AFTER + ['--load', 'model.json', '--trace'], self.folder)
         self.assertEqual((loaded.returncode, loaded.stderr), (0, ''))
-        self.assertIn('loaded model.json: 12 steps of 2 names, learning rate', loaded.stdout)
+        self.assertIn('loaded model.json: trained 12 steps of 2 names\n', loaded.stdout)
         self.assertNotIn('step ', loaded.stdout.split('loaded')[1].split('---')[0])  # no training
         self.assertEqual(after_training(self.saved.stdout), after_training(loaded.stdout))
         # and a plain run without --save prints what the saving run printed
@@ -131,8 +131,6 @@ class TestSaveAndLoad(Folder):
             self.edited('steps.json', lambda m: m.update(num_steps=-3)): 'its num_steps, -3, should be a whole number from 1',
             self.edited('batch.json', lambda m: m.update(batch_size=0)): 'its batch_size, 0, should be from 1 to 1000',
             self.edited('fsteps.json', lambda m: m.update(num_steps=2.5)): 'its num_steps, 2.5,',
-            self.edited('lr.json', lambda m: m.update(learning_rate='nan')): "its learning_rate, 'nan', should be a number",
-            self.edited('lrinf.json', lambda m: m.update(learning_rate=float('inf'))): 'its learning_rate, inf,',
         }
         for path, expect in cases.items():
             with self.subTest(checkpoint=path):
@@ -149,7 +147,9 @@ class TestSaveAndLoad(Folder):
 
     def test_a_save_path_that_cannot_be_written_fails_before_training(self):
         os.mkdir(os.path.join(self.folder, 'adir'))
-        for path, expect in (('adir', 'that names a folder'), ('newdir/', 'that names a folder'),
+        for path, expect in (('adir', 'it is there, and not a saved model'),
+                             ('adir/', 'it is there, and not a saved model'),
+                             ('newdir/', 'No such file or directory'),
                              ('nowhere/model.json', 'No such file or directory'),
                              ('m' * 250 + '.json', 'File name too long')):
             with self.subTest(path=path):

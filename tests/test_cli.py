@@ -282,13 +282,14 @@ class TestBadInput(Folder):
         self.write('underscore.txt', 'anna\nmary_ann\n')
         self.write('star.txt', 'star*\n')
         self.write('dot.txt', 'st. john\n')
+        self.write('big.txt', b'ab' + 'é'.encode() * 2 ** 25)  # the cut at 64 MiB splits an é
         self.write('toolong.txt', 'a' * 16 + '\n' + 'b' * 20 + '\n')
         os.mkdir(os.path.join(self.folder, 'adir'))
         cases = {
             'missing.txt': 'cannot read missing.txt: No such file or directory',
             'adir': 'cannot read adir: Is a directory',
-            'empty.txt': 'contains no usable names',
-            'blank.txt': 'contains no usable names',
+            'empty.txt': 'contains no names of 1 to 15 characters',
+            'blank.txt': 'contains no names of 1 to 15 characters',
             'random.bin': 'is not UTF-8 text',
             'names.gz': 'is not UTF-8 text',
             'latin1.txt': 'is not UTF-8 text',
@@ -298,7 +299,8 @@ class TestBadInput(Folder):
             'star.txt': "line 1 holds '*' (U+002A), which",
             'dot.txt': "line 1 holds '.' (U+002E), which",
             '/dev/zero': 'is over 64 MiB',
-            'toolong.txt': '2 longer than 15 characters',
+            'big.txt': 'big.txt is over 64 MiB',
+            'toolong.txt': 'contains no names of 1 to 15 characters',
         }
         for path, expect in cases.items():
             with self.subTest(input=path):
@@ -353,8 +355,8 @@ class TestInProcess(Folder):
         with mock.patch.object(md, 'HERE', self.folder):  # a checkout without input.txt
             code, stdout, stderr = main_in(self.folder, ['--num-steps', '2'])
         self.assertEqual((code, stdout), (1, ''))
-        self.assertEqual(stderr, f'microdiffusion.py: error: input.txt is missing from {self.folder}: '
-                                 '`git checkout input.txt` brings it back; or pass --input PATH\n')
+        self.assertEqual(stderr, f'microdiffusion.py: error: {self.folder}/input.txt is missing: '
+                                 'git checkout input.txt, or pass --input\n')
         self.assertEqual(os.listdir(self.folder), [])
         code, _, stderr = main_in(self.folder, ['--input', 'other.txt'])  # a path of the user's own
         self.assertEqual(stderr, 'microdiffusion.py: error: cannot read other.txt: No such file or directory\n')

@@ -92,8 +92,9 @@ class TestWorkers(unittest.TestCase):
         masks = [md.random_order_masks(name, rng) for name in NAMES]
         bounds = list(map(md.nelbo, NAMES, masks, repeat(tok), repeat(weights), repeat(lengths)))
         with md.worker_map(2, tok, state_dict) as map_:
-            self.assertEqual(len(multiprocessing.active_children()), 2)
+            self.assertEqual(multiprocessing.active_children(), [])  # they start with the first task
             shared = map_(md.name_gradient, cleans, noisies, repeat(tok), repeat(state_dict))
+            self.assertEqual(len(multiprocessing.active_children()), 2)
             shared_bounds = map_(md.nelbo, NAMES, masks, repeat(tok), repeat(weights), repeat(lengths))
         self.assertEqual(alone, shared)
         self.assertEqual(bounds, shared_bounds)
@@ -104,6 +105,7 @@ class TestWorkers(unittest.TestCase):
         cleans = [tok.encode(name) for name in NAMES[:2]]
         noisies = [[tok.MASK] * (len(clean) - 1) + [tok.END] for clean in cleans]
         with md.worker_map(2, tok, state_dict) as map_:
+            map_(md.name_gradient, cleans, noisies, repeat(tok), repeat(state_dict))  # starts them
             victim = multiprocessing.active_children()[0]
             os.kill(victim.pid, signal.SIGKILL)
             victim.join()
@@ -196,7 +198,7 @@ class TestStops(Folder):
                     self.assertRegex(stderr, r'^microdiffusion.py: interrupted (at training step \d+ of 100000|'
                                              r'during the held-out evaluation); nothing was written\n$')
 
-    def test_ctrl_c_while_the_workers_start_stops_the_run(self):
+    def test_a_stop_as_the_workers_start_stops_the_run(self):
         for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
             with self.subTest(signal=sig):
                 self.write('names.txt', '\n'.join(MANY_NAMES))
@@ -204,8 +206,8 @@ class TestStops(Folder):
                                                     sig, after='parameters: ')
                 self.assertEqual((code_, left), (code, []))
                 self.assertEqual(len(stderr.splitlines()), 1, stderr)
-                self.assertRegex(stderr, r'^microdiffusion.py: (interrupted|terminated)( while starting worker '
-                                         r'processes| at training step \d of 5)?; nothing was written\n$')
+                self.assertRegex(stderr, r'^microdiffusion.py: (interrupted|terminated)( at training step \d of 5)?; '
+                                         r'nothing was written\n$')
 
     def test_sigkill_leaves_no_worker(self):
         for start_method in ('fork', 'spawn'):
