@@ -533,13 +533,13 @@ def stop_report():
         print(f"microdiffusion.py: error: {err}{saved}", file=sys.stderr)
         sys.exit(1)
     except (KeyboardInterrupt, Terminated) as err:  # the signals stay ignored until the exit
-        how = 'terminated' if isinstance(err, Terminated) else 'interrupted'
+        how, code = ('terminated', 143) if isinstance(err, Terminated) else ('interrupted', 130)
         wrote = f"the model was saved to {saved_to[0]}" if saved_to else "nothing was written"
         print(f"microdiffusion.py: {how}{stage(err.__traceback__)}; {wrote}", file=sys.stderr)
-        backstop = threading.Timer(3, os._exit, [143 if isinstance(err, Terminated) else 130])
+        backstop = threading.Timer(3, os._exit, [code])
         backstop.daemon = True  # should the exit wait on a worker that is gone, end it anyway
         backstop.start()
-        sys.exit(143 if isinstance(err, Terminated) else 130)
+        sys.exit(code)
     except BrokenPipeError:  # the reader left early (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
